@@ -1,0 +1,264 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"seatmap/booking"
+	"seatmap/web"
+)
+
+// keyspaceEvents are the Redis keyspace notification classes seatmap needs:
+// K keyspace channel, E keyevent, x expired, $ string commands (SET), g
+// generic commands (DEL, EXPIRE).
+const keyspaceEvents = "KEx$g"
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := LoadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (ADDR)")
+	noMigrate := fs.Bool("no-migrate", false, "do not apply migrations at start")
+	noWorkers := fs.Bool("no-workers", false, "do not run the admitter, outbox relay, recovery and reconciler here")
+	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve /debug/pprof/ to staff (PPROF=1)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.Migrate, cfg.Workers = !*noMigrate, !*noWorkers
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	srv, err := New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ADDR: listen on %s: %w", cfg.Addr, err)
+	}
+	url := "http://" + ln.Addr().String()
+	fmt.Fprintf(stdout, "seatmap serving on %s\n", url)
+	if cfg.StaffTokenRandom {
+		fmt.Fprintf(stdout, "staff token (random for this process; set STAFF_TOKEN to fix it): %s\n", cfg.StaffToken)
+	} else {
+		fmt.Fprintln(stdout, "staff token: from STAFF_TOKEN")
+	}
+	if cfg.SessionSecretRandom {
+		log.Warn("SESSION_SECRET is not set: using a random key, so sessions end when this process does and several processes cannot share fans")
+	}
+	return srv.Serve(ctx, ln)
+}
+
+// Server is one seatmap process: its connections, HTTP handler and workers.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	db      *pgxpool.Pool
+	rdb     *redis.Client
+	booking *booking.Service
+	handler http.Handler
+	reg     *prometheus.Registry
+	workers []worker
+	// closeSockets closes every WebSocket with 1001 at shutdown.
+	closeSockets func()
+}
+
+// worker is a background loop supervised by Serve: restarted after a panic or
+// an error, stopped by context cancellation.
+type worker struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// New connects to Postgres and Redis (each within 5 s, or an error naming
+// its variable), migrates unless disabled, enables keyspace notifications and
+// builds the handler and workers. The caller must Close it.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if cfg.Migrate {
+		if _, err := booking.Migrate(cctx, cfg.DatabaseURL); err != nil {
+			return nil, fmt.Errorf("DATABASE_URL: %w", err)
+		}
+	}
+	db, err := booking.OpenDB(cctx, cfg.DatabaseURL, 32)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	s.db = db
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	opt.PoolSize = 64
+	opt.DialTimeout = 2 * time.Second
+	s.rdb = redis.NewClient(opt)
+	if err := s.rdb.Ping(cctx).Err(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("REDIS_URL: cannot reach Redis: %w", err)
+	}
+	s.enableKeyspaceEvents(cctx)
+
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.booking = booking.NewService(db, s.rdb, nil, booking.Config{
+		HoldTTL:        cfg.HoldTTL,
+		PaymentWindow:  cfg.PaymentWindow,
+		MaxSeatsPerFan: cfg.MaxSeatsPerFan,
+	}, log, nil)
+	s.handler = web.NewHandler(web.Deps{
+		Booking:        s.booking,
+		Ready:          s.ready,
+		Metrics:        promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}),
+		Log:            log,
+		SessionSecret:  cfg.SessionSecret,
+		StaffToken:     cfg.StaffToken,
+		AllowedOrigins: cfg.AllowedOrigins,
+		Pprof:          cfg.Pprof,
+	})
+	return s, nil
+}
+
+// enableKeyspaceEvents adds the notification classes seatmap needs to what
+// Redis already has. Where CONFIG is not allowed (managed Redis), it logs how
+// to enable them by hand.
+func (s *Server) enableKeyspaceEvents(ctx context.Context) {
+	cur, err := s.rdb.ConfigGet(ctx, "notify-keyspace-events").Result()
+	have := ""
+	if err == nil {
+		have = cur["notify-keyspace-events"]
+	}
+	want := have
+	for _, c := range keyspaceEvents {
+		if !strings.ContainsRune(want, c) && !(strings.ContainsRune(want, 'A') && strings.ContainsRune("x$g", c)) {
+			want += string(c)
+		}
+	}
+	if err == nil && want == have {
+		return
+	}
+	if err := s.rdb.ConfigSet(ctx, "notify-keyspace-events", want).Err(); err != nil {
+		s.log.Error("cannot enable Redis keyspace notifications: live seat maps will not update. "+
+			"Enable them in redis.conf or your provider's console: notify-keyspace-events "+keyspaceEvents, "err", err)
+		return
+	}
+	s.log.Info("enabled Redis keyspace notifications", "notify-keyspace-events", want)
+}
+
+// ready reports whether Postgres and Redis both answer.
+func (s *Server) ready(ctx context.Context) error {
+	if err := s.db.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// Handler returns the HTTP handler (for tests through httptest).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve serves HTTP on ln and runs the workers until ctx is cancelled, then
+// shuts down gracefully: stop accepting, close WebSockets with 1001, let
+// in-flight requests (checkouts) finish, all within ShutdownTimeout.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		// WriteTimeout covers the slowest JSON response: a checkout that waits
+		// for a slow card (3 s sandbox, PAYMENT_WINDOW at most). WebSocket
+		// handlers clear it for their hijacked connections.
+		WriteTimeout:   60 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	for _, w := range s.workers {
+		go s.supervise(wctx, w, done)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+
+	select {
+	case err := <-errc:
+		stopWorkers()
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if s.closeSockets != nil {
+		s.closeSockets()
+	}
+	err := hs.Shutdown(sctx)
+	stopWorkers()
+	for range s.workers {
+		select {
+		case <-done:
+		case <-sctx.Done():
+		}
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+// supervise runs w until ctx ends, restarting it a second after it fails.
+func (s *Server) supervise(ctx context.Context, w worker, done chan<- struct{}) {
+	defer func() { done <- struct{}{} }()
+	for ctx.Err() == nil {
+		err := func() (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("panic: %v", p)
+				}
+			}()
+			return w.run(ctx)
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Error("worker stopped; restarting", "worker", w.name, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Close releases Redis and Postgres, in reverse order of opening.
+func (s *Server) Close() {
+	if s.rdb != nil {
+		s.rdb.Close()
+	}
+	if s.db != nil {
+		s.db.Close()
+	}
+}

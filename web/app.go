@@ -1,0 +1,50 @@
+// Package web is seatmap's HTTP surface: the JSON API, the server-rendered
+// pages, the WebSocket endpoints, sessions and origin checks. Every route is
+// listed in routes.go; each handler loads, checks, changes and responds, with
+// the domain work done by booking and realtime.
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"seatmap/booking"
+)
+
+// Deps are what the HTTP layer needs; server.New builds them.
+type Deps struct {
+	Booking *booking.Service
+	// Ready reports whether Postgres and Redis answer (for /readyz).
+	Ready func(ctx context.Context) error
+	// Metrics serves /metrics (Prometheus text format).
+	Metrics http.Handler
+	Log     *slog.Logger
+	// SessionSecret signs fan and staff cookies.
+	SessionSecret []byte
+	// StaffToken is the staff bearer token and login password.
+	StaffToken string
+	// AllowedOrigins are extra host patterns (path.Match syntax, as
+	// coder/websocket's OriginPatterns) allowed for sockets and POSTs.
+	AllowedOrigins []string
+	// Pprof mounts /debug/pprof/ behind staff auth.
+	Pprof bool
+}
+
+// app is the handlers' shared state.
+type app struct {
+	Deps
+	log      *slog.Logger
+	sessions sessions
+}
+
+// NewHandler returns seatmap's whole HTTP handler.
+func NewHandler(d Deps) http.Handler {
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	a := &app{Deps: d, log: d.Log, sessions: sessions{secret: d.SessionSecret}}
+	mux := http.NewServeMux()
+	a.routes(mux)
+	return a.secure(mux)
+}

@@ -1,0 +1,42 @@
+package web
+
+import (
+	"net/http"
+	"net/http/pprof"
+
+	"seatmap/static"
+)
+
+// routes lists every route of seatmap (API.md), grouped by audience.
+func (a *app) routes(mux *http.ServeMux) {
+	// Operations.
+	mux.HandleFunc("GET /healthz", a.handleHealthz)
+	mux.HandleFunc("GET /readyz", a.handleReadyz)
+	if a.Metrics != nil {
+		mux.Handle("GET /metrics", a.Metrics)
+	}
+	if a.Pprof {
+		mux.Handle("GET /debug/pprof/", a.requireStaff(http.HandlerFunc(pprof.Index)))
+		mux.Handle("GET /debug/pprof/profile", a.requireStaff(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("GET /debug/pprof/trace", a.requireStaff(http.HandlerFunc(pprof.Trace)))
+	}
+
+	// Static assets, embedded; versioned by the vendored release, cached a day.
+	mux.Handle("GET /static/", http.StripPrefix("/static/", cacheFor(86400, http.FileServerFS(static.FS))))
+
+	// Pages.
+	mux.HandleFunc("GET /{$}", a.handleHome)
+
+	// Events and seats (JSON API).
+	mux.HandleFunc("GET /api/events", a.handleListEvents)
+	mux.HandleFunc("GET /api/events/{event}", a.handleGetEvent)
+}
+
+// cacheFor sets Cache-Control on every response of h.
+func cacheFor(seconds int, h http.Handler) http.Handler {
+	v := "public, max-age=" + itoa(seconds)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", v)
+		h.ServeHTTP(w, r)
+	})
+}
