@@ -1,0 +1,421 @@
+package booking
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+)
+
+// CheckoutRequest is one POST /api/events/{event}/checkout: buy every seat
+// FanID holds in EventID with Card, receipts to Email. IdempotencyKey (1 to
+// 64 printable ASCII characters) names the attempt: retries must reuse it.
+type CheckoutRequest struct {
+	EventID        string
+	FanID          string
+	IdempotencyKey string
+	Card           string
+	Email          string
+}
+
+// Order is a confirmed sale (API.md "Checkout").
+type Order struct {
+	ID         string    `json:"order_id"`
+	EventID    string    `json:"event"`
+	Status     string    `json:"status"`
+	Seats      []string  `json:"seats"`
+	TotalCents int64     `json:"total_cents"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Order statuses.
+const (
+	OrderConfirmed = "confirmed"
+	OrderRefunded  = "refunded"
+)
+
+// Checkout states (checkouts.state). Every transition is a compare-and-set
+// UPDATE naming the state it leaves, so a live request and the recovery
+// worker can never both take the same step:
+//
+//	started ──claim holds──▶ authorizing ──card approved──▶ authorized ──SQL sale tx──▶ committed ──capture, Redis──▶ completed
+//	   │ (no holds / lost)       │ (declined)                  │ (seats gone: void)
+//	   └────────────▶ failed ◀───┴─────────────────────────────┘
+//
+// A started row is deleted, not failed, when its request dies before the
+// card is touched, so the key can be retried.
+const (
+	stateStarted     = "started"
+	stateAuthorizing = "authorizing"
+	stateAuthorized  = "authorized"
+	stateCommitted   = "committed"
+	stateCompleted   = "completed"
+	stateFailed      = "failed"
+)
+
+// Limits of checkout input.
+const (
+	maxIdempotencyKey = 64
+	maxEmail          = 254
+	// idempotencyWait bounds how long a duplicate request waits for the
+	// original to finish before answering idempotency_conflict.
+	idempotencyWait = 10 * time.Second
+	// afterChargeTimeout bounds the steps after the card was authorized;
+	// they run even if the client went away, so the sale is not left to
+	// the recovery worker without need.
+	afterChargeTimeout = 15 * time.Second
+)
+
+// Validate checks the request's shape and returns bad_request naming the
+// first problem. It does not look anything up.
+func (r CheckoutRequest) Validate() error {
+	bad := func(msg string) error { return Errorf(ECodeBadRequest, "%s", msg) }
+	switch {
+	case !ValidEventID(r.EventID):
+		return Errorf(ECodeNotFound, "no such event")
+	case !ValidFanID(r.FanID):
+		return bad("invalid fan id")
+	case !validIdempotencyKey(r.IdempotencyKey):
+		return bad("Idempotency-Key must be 1 to 64 printable ASCII characters")
+	case !validCard(r.Card):
+		return bad("card must be 12 to 19 digits")
+	case !validEmail(r.Email):
+		return bad("email must be a plain address such as fan@example.com (at most 254 characters)")
+	}
+	return nil
+}
+
+func validIdempotencyKey(k string) bool {
+	if len(k) < 1 || len(k) > maxIdempotencyKey {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func validCard(c string) bool {
+	if len(c) < 12 || len(c) > 19 {
+		return false
+	}
+	for i := 0; i < len(c); i++ {
+		if c[i] < '0' || c[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func validEmail(e string) bool {
+	if len(e) < 3 || len(e) > maxEmail || strings.ContainsAny(e, " \t\r\n<>\"") {
+		return false
+	}
+	a, err := mail.ParseAddress(e)
+	if err != nil || a.Name != "" || a.Address != e {
+		return false
+	}
+	at := strings.LastIndexByte(e, '@')
+	return at > 0 && at < len(e)-1
+}
+
+// requestHash is the SHA-256 of the canonical body (card, email): the same
+// key with another hash is a different request.
+func (r CheckoutRequest) requestHash() string {
+	b, _ := json.Marshal(struct {
+		Card  string `json:"card"`
+		Email string `json:"email"`
+	}{r.Card, r.Email})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// paymentKey is the idempotency key of a checkout's charge.
+func paymentKey(checkoutID string) string { return "checkout:" + checkoutID }
+
+// Checkout buys every seat FanID holds in EventID, modelled on Stripe's
+// idempotency keys: the checkout row is written before anything else, every
+// step is a compare-and-set state change, and the outcome is stored so that
+// the same key always gets the same answer and the card is charged at most
+// once.
+//
+// Outcomes: the Order (also for a replay); bad_request for bad input;
+// not_found for an unknown event; idempotency_conflict when the key was used
+// with another body or is still in flight after ~10 s; hold_lost when the
+// fan holds nothing, a hold is gone, someone else's or about to lapse, or the
+// seats were sold meanwhile (any authorization is voided); payment_declined
+// (holds kept); unavailable when a backend failed — if the card may have
+// been charged the checkout is left to RecoverCheckouts, which finishes or
+// voids it. Safe for concurrent use.
+func (s *Service) Checkout(ctx context.Context, req CheckoutRequest) (Order, error) {
+	start := time.Now()
+	o, err := s.checkout(ctx, req)
+	if f := s.hook().CheckoutDone; f != nil {
+		outcome := "ok"
+		if err != nil {
+			outcome = ErrorCode(err)
+		}
+		f(outcome, time.Since(start))
+	}
+	return o, err
+}
+
+func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, error) {
+	if err := req.Validate(); err != nil {
+		return Order{}, err
+	}
+	if s.payments == nil {
+		return Order{}, fmt.Errorf("booking: checkout: no payment provider configured")
+	}
+	cat, err := s.Catalog(ctx, req.EventID)
+	if err != nil {
+		return Order{}, err
+	}
+	hash := req.requestHash()
+	ck, err := s.startCheckout(ctx, req, hash)
+	if err != nil {
+		return Order{}, err
+	}
+	if ck == nil {
+		return s.awaitCheckout(ctx, req, hash)
+	}
+
+	claim, err := s.claimHolds(ctx, req.EventID, req.FanID)
+	if err != nil {
+		s.abandonCheckout(ctx, ck.ID)
+		return Order{}, err
+	}
+	switch {
+	case claim.none:
+		return s.failAndAnswer(ctx, req, hash, ck.ID, stateStarted,
+			Errorf(ECodeHoldLost, "you hold no seats in this event: hold seats before checking out"))
+	case len(claim.lost) > 0:
+		return s.failAndAnswer(ctx, req, hash, ck.ID, stateStarted, &Error{Code: ECodeHoldLost,
+			Message: "some of your holds expired or are about to: hold the seats again", Seats: cat.sortSeats(claim.lost)})
+	}
+	ck.Seats = claim.seats
+	ck.Total = 0
+	for seat := range claim.seats {
+		cs, ok := cat.Seats[seat]
+		if !ok {
+			return s.failAndAnswer(ctx, req, hash, ck.ID, stateStarted, &Error{Code: ECodeHoldLost,
+				Message: "a held seat is not part of this event", Seats: []string{seat}})
+		}
+		ck.Total += cs.PriceCents
+	}
+	ok, err := s.beginAuthorizing(ctx, ck)
+	if err != nil {
+		s.abandonCheckout(ctx, ck.ID)
+		return Order{}, err
+	}
+	if !ok {
+		return Order{}, Errorf(ECodeUnavailable, "the checkout took too long and was abandoned; nothing was charged, please retry")
+	}
+
+	pay, err := s.payments.Authorize(ctx, paymentKey(ck.ID), ck.Total, req.Card)
+	if err != nil {
+		// The charge may or may not exist: leave the checkout authorizing
+		// for the recovery worker, which looks it up by key.
+		return Order{}, unavailable("payment: authorize", err)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterChargeTimeout)
+	defer cancel()
+	switch pay.Status {
+	case PaymentAuthorized:
+	case PaymentDeclined:
+		result := Errorf(ECodePaymentDeclined, "the card was declined; your seats are still held")
+		ok, err := s.failDeclined(ctx, ck.ID, pay.ID, result)
+		if err != nil {
+			return Order{}, err
+		}
+		if !ok {
+			return s.awaitCheckout(ctx, req, hash)
+		}
+		return Order{}, result
+	default:
+		return Order{}, unavailable("payment: authorize", fmt.Errorf("unexpected payment status %q", pay.Status))
+	}
+	moved, err := s.markAuthorized(ctx, ck.ID, pay.ID)
+	if err != nil {
+		return Order{}, err
+	}
+	if moved {
+		// The recovery worker gave up on this checkout while the card was
+		// being charged: if it failed it, this charge must not stand.
+		cur, found, err := s.loadCheckout(ctx, ck.ID)
+		if err == nil && found && cur.State == stateFailed {
+			if err := s.payments.Void(ctx, pay.ID); err != nil {
+				s.log.Error("checkout: void a charge of an abandoned checkout", "checkout", ck.ID, "payment", pay.ID, "err", err)
+			}
+		}
+		return s.awaitCheckout(ctx, req, hash)
+	}
+	ck.PaymentID = pay.ID
+	ck.State = stateAuthorized
+	if err := s.step("authorized"); err != nil {
+		return Order{}, err
+	}
+	o, err := s.completeAuthorized(ctx, ck, cat)
+	if errors.Is(err, errMoved) {
+		return s.awaitCheckout(ctx, req, hash)
+	}
+	return o, err
+}
+
+// completeAuthorized runs the sale for an authorized checkout: the SQL
+// transaction, then capture and Redis bookkeeping. If the seats were sold
+// meanwhile it voids the authorization and fails the checkout (hold_lost).
+// errMoved means another actor changed the checkout first.
+func (s *Service) completeAuthorized(ctx context.Context, ck *checkoutRow, cat *Catalog) (Order, error) {
+	o, err := s.commitSale(ctx, ck, cat)
+	switch {
+	case errors.Is(err, errSeatConflict):
+		return Order{}, s.voidAndFail(ctx, ck, &Error{Code: ECodeHoldLost,
+			Message: "your seats were sold to someone else while paying; the charge was cancelled", Seats: ck.seatList(cat)})
+	case err != nil:
+		return Order{}, err
+	}
+	ck.State = stateCommitted
+	ck.OrderID = o.ID
+	if err := s.step("committed"); err != nil {
+		return o, err
+	}
+	if err := s.finishCommitted(ctx, ck, cat); err != nil {
+		// The order stands; the recovery worker captures and repairs.
+		s.log.Warn("checkout: order committed, finishing it is left to recovery", "checkout", ck.ID, "order", o.ID, "err", err)
+	}
+	return o, nil
+}
+
+// voidAndFail undoes the authorization of a checkout whose sale can never
+// commit (its seats' versions moved on) and fails it with result. If the
+// void's outcome is unknown, the checkout stays authorized and the recovery
+// worker voids it later; the fan is told the same either way.
+func (s *Service) voidAndFail(ctx context.Context, ck *checkoutRow, result *Error) error {
+	if err := s.payments.Void(ctx, ck.PaymentID); err != nil {
+		s.log.Warn("checkout: void failed, left to recovery", "checkout", ck.ID, "payment", ck.PaymentID, "err", err)
+		return result
+	}
+	if _, err := s.failCheckout(ctx, ck.ID, stateAuthorized, result); err != nil {
+		s.log.Warn("checkout: record failure", "checkout", ck.ID, "err", err)
+	}
+	return result
+}
+
+// finishCommitted captures the payment of a committed checkout, records the
+// sale in Redis and marks the checkout completed. Every step is idempotent.
+func (s *Service) finishCommitted(ctx context.Context, ck *checkoutRow, cat *Catalog) error {
+	if err := s.payments.Capture(ctx, ck.PaymentID); err != nil {
+		return fmt.Errorf("payment: capture: %w", err)
+	}
+	if err := s.markSoldRedis(ctx, ck.EventID, ck.FanID, ck.seatList(cat)); err != nil {
+		return err
+	}
+	if _, err := s.casState(ctx, ck.ID, stateCommitted, stateCompleted); err != nil {
+		return err
+	}
+	ck.State = stateCompleted
+	return nil
+}
+
+// failAndAnswer fails a checkout with result, stored for replays. If the
+// checkout moved on meanwhile, the stored outcome wins.
+func (s *Service) failAndAnswer(ctx context.Context, req CheckoutRequest, hash, id, from string, result *Error) (Order, error) {
+	ok, err := s.failCheckout(ctx, id, from, result)
+	if err != nil {
+		return Order{}, err
+	}
+	if !ok {
+		return s.awaitCheckout(ctx, req, hash)
+	}
+	return Order{}, result
+}
+
+// awaitCheckout answers a request whose key is already in use: the stored
+// outcome if finished, idempotency_conflict for another body, else it polls
+// until the original finishes (bounded by idempotencyWait and ctx).
+func (s *Service) awaitCheckout(ctx context.Context, req CheckoutRequest, hash string) (Order, error) {
+	deadline := time.Now().Add(idempotencyWait)
+	for {
+		ck, found, err := s.loadCheckoutByKey(ctx, req.EventID, req.FanID, req.IdempotencyKey)
+		if err != nil {
+			return Order{}, err
+		}
+		if !found {
+			// The original gave up before charging: start afresh.
+			return s.checkout(ctx, req)
+		}
+		if ck.RequestHash != hash {
+			return Order{}, Errorf(ECodeIdempotencyConflict, "this Idempotency-Key was used with a different request")
+		}
+		if ck.ResponseStatus != 0 {
+			return ck.storedResult()
+		}
+		if time.Now().After(deadline) {
+			return Order{}, Errorf(ECodeIdempotencyConflict, "a checkout with this Idempotency-Key is already in progress")
+		}
+		if err := sleepCtx(ctx, 25*time.Millisecond); err != nil {
+			return Order{}, Errorf(ECodeIdempotencyConflict, "a checkout with this Idempotency-Key is already in progress")
+		}
+	}
+}
+
+// Stored outcomes (checkouts.response_status / response_body).
+
+type storedError struct {
+	Error   string   `json:"error"`
+	Message string   `json:"message"`
+	Seats   []string `json:"seats,omitempty"`
+}
+
+// resultStatus is the HTTP status a stored outcome is replayed with.
+func resultStatus(code string) int {
+	switch code {
+	case ECodePaymentDeclined:
+		return 402
+	case ECodeUnavailable:
+		return 503
+	case ECodeBadRequest:
+		return 400
+	}
+	return 409
+}
+
+func (ck *checkoutRow) storedResult() (Order, error) {
+	if ck.ResponseStatus == 201 {
+		var o Order
+		if err := json.Unmarshal(ck.ResponseBody, &o); err != nil {
+			return Order{}, fmt.Errorf("store: decode stored order: %w", err)
+		}
+		return o, nil
+	}
+	var e storedError
+	if err := json.Unmarshal(ck.ResponseBody, &e); err != nil || e.Error == "" {
+		return Order{}, fmt.Errorf("store: decode stored error (status %d): %v", ck.ResponseStatus, err)
+	}
+	return Order{}, &Error{Code: e.Error, Message: e.Message, Seats: e.Seats}
+}
+
+// seatList returns the checkout's seats in map order.
+func (ck *checkoutRow) seatList(cat *Catalog) []string {
+	out := make([]string, 0, len(ck.Seats))
+	for seat := range ck.Seats {
+		out = append(out, seat)
+	}
+	return cat.sortSeats(out)
+}
+
+var (
+	// errSeatConflict: the sale transaction found a seat sold or at another
+	// version; it was rolled back.
+	errSeatConflict = errors.New("booking: seats changed since they were held")
+	// errMoved: a compare-and-set found the checkout in another state.
+	errMoved = errors.New("booking: checkout changed state meanwhile")
+)

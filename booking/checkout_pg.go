@@ -1,0 +1,295 @@
+package booking
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// checkoutRow is one row of checkouts.
+type checkoutRow struct {
+	ID             string
+	EventID        string
+	FanID          string
+	Key            string
+	RequestHash    string
+	Email          string
+	State          string
+	Seats          map[string]int // seat → version the hold carried
+	Total          int64
+	PaymentID      string
+	OrderID        string
+	ResponseStatus int
+	ResponseBody   []byte
+	UpdatedAt      time.Time
+}
+
+const checkoutColumns = `id::text, event_id, session_id, idem_key, request_hash, email, state, seats,
+	coalesce(total_cents, 0), coalesce(payment_id, ''), coalesce(order_id::text, ''),
+	coalesce(response_status, 0), response_body, updated_at`
+
+func scanCheckout(row pgx.Row) (*checkoutRow, error) {
+	var ck checkoutRow
+	var seats []byte
+	err := row.Scan(&ck.ID, &ck.EventID, &ck.FanID, &ck.Key, &ck.RequestHash, &ck.Email, &ck.State, &seats,
+		&ck.Total, &ck.PaymentID, &ck.OrderID, &ck.ResponseStatus, &ck.ResponseBody, &ck.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	if len(seats) > 0 {
+		if err := json.Unmarshal(seats, &ck.Seats); err != nil {
+			return nil, fmt.Errorf("store: decode checkout seats: %w", err)
+		}
+	}
+	return &ck, nil
+}
+
+// startCheckout inserts the checkout row for req. It returns nil (and no
+// error) when the key is already in use by this fan in this event.
+func (s *Service) startCheckout(ctx context.Context, req CheckoutRequest, hash string) (*checkoutRow, error) {
+	id := newUUID()
+	tag, err := s.db.Exec(ctx, `INSERT INTO checkouts (event_id, session_id, idem_key, id, request_hash, email, state)
+		VALUES ($1, $2, $3, $4, $5, $6, 'started') ON CONFLICT (event_id, session_id, idem_key) DO NOTHING`,
+		req.EventID, req.FanID, req.IdempotencyKey, id, hash, req.Email)
+	if err != nil {
+		return nil, unavailable("store: start checkout", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil, nil
+	}
+	return &checkoutRow{ID: id, EventID: req.EventID, FanID: req.FanID, Key: req.IdempotencyKey, RequestHash: hash,
+		Email: req.Email, State: stateStarted}, nil
+}
+
+// abandonCheckout deletes a checkout that never reached the card, so its
+// key can be used again. Errors are only logged: the recovery worker
+// deletes stale started rows too.
+func (s *Service) abandonCheckout(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := s.db.Exec(ctx, `DELETE FROM checkouts WHERE id = $1 AND state = 'started'`, id); err != nil {
+		s.log.Warn("checkout: abandon", "checkout", id, "err", err)
+	}
+}
+
+func (s *Service) loadCheckout(ctx context.Context, id string) (*checkoutRow, bool, error) {
+	ck, err := scanCheckout(s.db.QueryRow(ctx, `SELECT `+checkoutColumns+` FROM checkouts WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, unavailable("store: load checkout", err)
+	}
+	return ck, true, nil
+}
+
+func (s *Service) loadCheckoutByKey(ctx context.Context, eventID, fanID, key string) (*checkoutRow, bool, error) {
+	ck, err := scanCheckout(s.db.QueryRow(ctx, `SELECT `+checkoutColumns+` FROM checkouts
+		WHERE event_id = $1 AND session_id = $2 AND idem_key = $3`, eventID, fanID, key))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, unavailable("store: load checkout", err)
+	}
+	return ck, true, nil
+}
+
+// beginAuthorizing records the seats and total and moves started →
+// authorizing; false if the checkout is no longer started.
+func (s *Service) beginAuthorizing(ctx context.Context, ck *checkoutRow) (bool, error) {
+	seats, err := json.Marshal(ck.Seats)
+	if err != nil {
+		return false, fmt.Errorf("store: encode checkout seats: %w", err)
+	}
+	tag, err := s.db.Exec(ctx, `UPDATE checkouts SET state = 'authorizing', seats = $2, total_cents = $3,
+		attempts = attempts + 1, updated_at = now() WHERE id = $1 AND state = 'started'`, ck.ID, seats, ck.Total)
+	if err != nil {
+		return false, unavailable("store: begin authorizing", err)
+	}
+	ck.State = stateAuthorizing
+	return tag.RowsAffected() == 1, nil
+}
+
+// markAuthorized moves authorizing → authorized with the payment id; moved
+// is true if the checkout was no longer authorizing.
+func (s *Service) markAuthorized(ctx context.Context, id, paymentID string) (moved bool, err error) {
+	tag, err := s.db.Exec(ctx, `UPDATE checkouts SET state = 'authorized', payment_id = $2, updated_at = now()
+		WHERE id = $1 AND state = 'authorizing'`, id, paymentID)
+	if err != nil {
+		return false, unavailable("store: mark checkout authorized", err)
+	}
+	return tag.RowsAffected() == 0, nil
+}
+
+// casState moves a checkout from one state to another; false if it was not
+// in from.
+func (s *Service) casState(ctx context.Context, id, from, to string) (bool, error) {
+	tag, err := s.db.Exec(ctx, `UPDATE checkouts SET state = $3, updated_at = now() WHERE id = $1 AND state = $2`, id, from, to)
+	if err != nil {
+		return false, unavailable("store: update checkout state", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// failCheckout moves a checkout from `from` to failed and stores result as
+// its answer; false if it was not in from.
+func (s *Service) failCheckout(ctx context.Context, id, from string, result *Error) (bool, error) {
+	body, err := json.Marshal(storedError{Error: result.Code, Message: result.Message, Seats: result.Seats})
+	if err != nil {
+		return false, fmt.Errorf("store: encode checkout result: %w", err)
+	}
+	tag, err := s.db.Exec(ctx, `UPDATE checkouts SET state = 'failed', response_status = $3, response_body = $4, updated_at = now()
+		WHERE id = $1 AND state = $2`, id, from, resultStatus(result.Code), body)
+	if err != nil {
+		return false, unavailable("store: fail checkout", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// failDeclined fails an authorizing checkout whose card was declined,
+// keeping the payment id.
+func (s *Service) failDeclined(ctx context.Context, id, paymentID string, result *Error) (bool, error) {
+	if _, err := s.db.Exec(ctx, `UPDATE checkouts SET payment_id = $2 WHERE id = $1 AND state = 'authorizing'`, id, paymentID); err != nil {
+		return false, unavailable("store: record declined payment", err)
+	}
+	return s.failCheckout(ctx, id, stateAuthorizing, result)
+}
+
+// commitSale is the sale's one transaction, for an authorized checkout:
+// move the checkout to committed (compare-and-set, so only one actor runs
+// it), insert the order, sell every seat at the version its hold carried
+// (rows affected must equal the seats), insert the items at the sections'
+// prices and the outbox row, store the 201 answer and NOTIFY the relay.
+// It returns errSeatConflict (rolled back) if any seat was sold or moved on,
+// errMoved if the checkout was not authorized, unavailable on other
+// database failures. Deadlocks and serialization failures are retried.
+func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog) (Order, error) {
+	seats := ck.seatList(cat)
+	versions := make([]int32, len(seats))
+	for i, seat := range seats {
+		versions[i] = int32(ck.Seats[seat])
+	}
+	o := Order{ID: newUUID(), EventID: ck.EventID, Status: OrderConfirmed, Seats: seats, TotalCents: ck.Total}
+	payload, err := json.Marshal(outboxPayload{OrderID: o.ID, Fan: ck.FanID, Seats: seats})
+	if err != nil {
+		return Order{}, fmt.Errorf("store: encode outbox payload: %w", err)
+	}
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		err = inTx(ctx, s.db, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `UPDATE checkouts SET state = 'committed', order_id = $2, updated_at = now()
+				WHERE id = $1 AND state = 'authorized'`, ck.ID, o.ID)
+			if err != nil {
+				return fmt.Errorf("store: commit checkout: %w", err)
+			}
+			if tag.RowsAffected() != 1 {
+				return errMoved
+			}
+			err = tx.QueryRow(ctx, `INSERT INTO orders (event_id, id, session_id, email, status, total_cents, checkout_key)
+				VALUES ($1, $2, $3, $4, 'confirmed', $5, $6) RETURNING created_at`,
+				ck.EventID, o.ID, ck.FanID, ck.Email, ck.Total, ck.Key).Scan(&o.CreatedAt)
+			if err != nil {
+				return fmt.Errorf("store: insert order: %w", err)
+			}
+			o.CreatedAt = o.CreatedAt.UTC()
+			tag, err = tx.Exec(ctx, `UPDATE seats s SET status = 'sold', version = s.version + 1, order_id = $2
+				FROM unnest($3::text[], $4::int[]) AS v(id, version)
+				WHERE s.event_id = $1 AND s.id = v.id AND s.version = v.version AND s.status = 'available'`,
+				ck.EventID, o.ID, seats, versions)
+			if err != nil {
+				return fmt.Errorf("store: sell seats: %w", err)
+			}
+			if tag.RowsAffected() != int64(len(seats)) {
+				return errSeatConflict
+			}
+			_, err = tx.Exec(ctx, `INSERT INTO order_items (event_id, order_id, seat_id, price_cents)
+				SELECT s.event_id, $2, s.id, sec.price_cents
+				FROM seats s JOIN sections sec ON sec.event_id = s.event_id AND sec.id = s.section_id
+				WHERE s.event_id = $1 AND s.id = ANY($3)`, ck.EventID, o.ID, seats)
+			if err != nil {
+				return fmt.Errorf("store: insert order items: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO outbox (event_id, kind, payload) VALUES ($1, $2, $3)`,
+				ck.EventID, OutboxSeatsSold, payload); err != nil {
+				return fmt.Errorf("store: insert outbox: %w", err)
+			}
+			body, err := json.Marshal(o)
+			if err != nil {
+				return fmt.Errorf("store: encode order: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE checkouts SET response_status = 201, response_body = $2 WHERE id = $1`, ck.ID, body); err != nil {
+				return fmt.Errorf("store: store checkout answer: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, outboxChannel, ck.EventID); err != nil {
+				return fmt.Errorf("store: notify outbox: %w", err)
+			}
+			return nil
+		})
+		if isUniqueViolation(err, "") {
+			err = errSeatConflict
+		}
+		if isRetryable(err) && attempt < 4 {
+			continue
+		}
+		break
+	}
+	if f := s.hook().CommitLatency; f != nil {
+		f(time.Since(start))
+	}
+	switch {
+	case err == nil:
+		return o, nil
+	case errors.Is(err, errSeatConflict), errors.Is(err, errMoved):
+		return Order{}, err
+	}
+	return Order{}, unavailable("store: commit sale", err)
+}
+
+// isRetryable reports a deadlock (40P01) or serialization failure (40001).
+func isRetryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}
+
+var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// Order returns an order and the fan who bought it, for GET
+// /api/orders/{order}; the caller shows it only to that fan or staff.
+// Unknown or malformed ids are not_found.
+func (s *Service) Order(ctx context.Context, orderID string) (Order, string, error) {
+	if !uuidPattern.MatchString(orderID) {
+		return Order{}, "", Errorf(ECodeNotFound, "no such order")
+	}
+	var o Order
+	var fan string
+	err := s.db.QueryRow(ctx, `SELECT o.id::text, o.event_id, o.status, o.total_cents, o.created_at, o.session_id,
+			array(SELECT i.seat_id FROM order_items i
+				JOIN seats t ON t.event_id = i.event_id AND t.id = i.seat_id
+				JOIN sections sec ON sec.event_id = t.event_id AND sec.id = t.section_id
+				WHERE i.event_id = o.event_id AND i.order_id = o.id ORDER BY sec.position, t.y, t.x)
+		FROM orders o WHERE o.id = $1`, orderID).Scan(&o.ID, &o.EventID, &o.Status, &o.TotalCents, &o.CreatedAt, &fan, &o.Seats)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Order{}, "", Errorf(ECodeNotFound, "no such order")
+	}
+	if err != nil {
+		return Order{}, "", unavailable("store: get order", err)
+	}
+	o.CreatedAt = o.CreatedAt.UTC()
+	return o, fan, nil
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	b := []byte(randomHex(16))
+	// version 4, variant 10xx
+	b[12] = '4'
+	b[16] = "89ab"[b[16]%4]
+	return fmt.Sprintf("%s-%s-%s-%s-%s", b[0:8], b[8:12], b[12:16], b[16:20], b[20:32])
+}

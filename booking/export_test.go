@@ -1,0 +1,12 @@
+package booking
+
+// Test seams, compiled only into this package's tests.
+
+// SetCrashHook makes the flows of s consult f at their named steps
+// ("authorized", "committed", "relay_published"); a non-nil error stops the
+// flow there, as if the process had died.
+func SetCrashHook(s *Service, f func(step string) error) { s.crashAt = f }
+
+// ScopeToEvent restricts RecoverCheckouts and RelayOutbox of s to one event,
+// so tests running in parallel do not finish each other's work.
+func ScopeToEvent(s *Service, eventID string) { s.onlyEvent = eventID }
