@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"seatmap/web"
 )
 
 // Config is every setting of `seatmap serve`, read once from the environment
@@ -55,6 +57,14 @@ type Config struct {
 	// connection (PUSH_INTERVAL, default 100ms: per-message CPU, not Redis,
 	// limits fan-out, so batching is what scales).
 	PushInterval time.Duration
+	// HoldCooldown is how long a fan must wait to re-hold a seat whose hold
+	// of theirs expired unpaid (HOLD_COOLDOWN, default 1m): it stops one fan
+	// from keeping seats off the market by re-holding them forever.
+	HoldCooldown time.Duration
+	// Limits are the per-session and per-address rate limits of the write
+	// paths (RATE_LIMIT_PER_ADDRESS, requests/s; 0 disables the address
+	// limit, as load tests from one machine need).
+	Limits web.Limits
 	// ShutdownTimeout bounds graceful shutdown (10s per API.md).
 	ShutdownTimeout time.Duration
 	// Migrate applies migrations at start (default true; --no-migrate).
@@ -77,6 +87,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		MaxSeatsPerFan:  6,
 		PaymentWindow:   2 * time.Minute,
 		PushInterval:    100 * time.Millisecond,
+		HoldCooldown:    time.Minute,
+		Limits:          web.DefaultLimits(),
 		ShutdownTimeout: 10 * time.Second,
 		Migrate:         true,
 		Workers:         true,
@@ -124,6 +136,15 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	num("MAX_SEATS_PER_FAN", &c.MaxSeatsPerFan, 1)
 	dur("PAYMENT_WINDOW", &c.PaymentWindow)
 	dur("PUSH_INTERVAL", &c.PushInterval)
+	dur("HOLD_COOLDOWN", &c.HoldCooldown)
+	if v := strings.TrimSpace(getenv("RATE_LIMIT_PER_ADDRESS")); v != "" {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Sprintf("RATE_LIMIT_PER_ADDRESS: %q is not a number ≥ 0", v))
+		} else {
+			c.Limits.AddressRate, c.Limits.AddressBurst = n, int(2*n)
+		}
+	}
 	if v := getenv("ALLOWED_ORIGINS"); strings.TrimSpace(v) != "" {
 		for _, o := range strings.Split(v, ",") {
 			if o = strings.TrimSpace(o); o != "" {

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"seatmap/booking"
+	"seatmap/realtime"
 	"seatmap/web"
 )
 
@@ -73,7 +74,9 @@ type Server struct {
 	log     *slog.Logger
 	db      *pgxpool.Pool
 	rdb     *redis.Client
+	payDB   *pgxpool.Pool
 	booking *booking.Service
+	queue   *realtime.WaitingRoom
 	handler http.Handler
 	reg     *prometheus.Registry
 	workers []worker
@@ -120,13 +123,42 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.enableKeyspaceEvents(cctx)
 
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.booking = booking.NewService(db, s.rdb, nil, booking.Config{
+	m := newMetrics(s.reg)
+	// The sandbox payment provider stands in for a remote one: it gets its
+	// own small pool so a slow "provider" never starves the sale's queries.
+	payDB, err := booking.OpenDB(cctx, cfg.DatabaseURL, 8)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	s.payDB = payDB
+	s.booking = booking.NewService(db, s.rdb, booking.NewSandbox(payDB), booking.Config{
 		HoldTTL:        cfg.HoldTTL,
 		PaymentWindow:  cfg.PaymentWindow,
 		MaxSeatsPerFan: cfg.MaxSeatsPerFan,
+		HoldCooldown:   cfg.HoldCooldown,
 	}, log, nil)
+	s.booking.SetHooks(m.bookingHooks())
+	s.queue = realtime.NewWaitingRoom(s.rdb, s.booking, realtime.WaitingRoomConfig{
+		AdmitRate: cfg.AdmitRate,
+		AdmitTTL:  cfg.AdmitTTL,
+	}, log, nil)
+	s.queue.Hooks = m.waitingRoomHooks()
+	// Every process pushes positions to its own fans; with --no-workers it
+	// still does, since the waiting room's Run also serves local sockets.
+	s.workers = append(s.workers, worker{"waiting room", s.queue.Run})
+	if cfg.Workers {
+		s.workers = append(s.workers,
+			worker{"outbox relay", func(ctx context.Context) error { s.booking.RunRelay(ctx, cfg.DatabaseURL); return ctx.Err() }},
+			worker{"checkout recovery", func(ctx context.Context) error { s.booking.RunRecovery(ctx, 5*time.Second); return ctx.Err() }},
+			worker{"reconciler", func(ctx context.Context) error { s.booking.RunReconciler(ctx, 30*time.Second); return ctx.Err() }},
+		)
+	}
 	s.handler = web.NewHandler(web.Deps{
 		Booking:        s.booking,
+		Queue:          s.queue,
+		Audit:          s.booking.Audit,
+		Limits:         cfg.Limits,
 		Ready:          s.ready,
 		Metrics:        promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}),
 		Log:            log,
@@ -257,6 +289,9 @@ func (s *Server) supervise(ctx context.Context, w worker, done chan<- struct{}) 
 func (s *Server) Close() {
 	if s.rdb != nil {
 		s.rdb.Close()
+	}
+	if s.payDB != nil {
+		s.payDB.Close()
 	}
 	if s.db != nil {
 		s.db.Close()

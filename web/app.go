@@ -10,11 +10,18 @@ import (
 	"net/http"
 
 	"seatmap/booking"
+	"seatmap/realtime"
 )
 
 // Deps are what the HTTP layer needs; server.New builds them.
 type Deps struct {
 	Booking *booking.Service
+	// Queue is the waiting room: joins, admissions, staff admission control.
+	Queue *realtime.WaitingRoom
+	// Audit records a staff action (nil: logged only).
+	Audit func(ctx context.Context, eventID, actor, action string, detail any) error
+	// Limits are the write paths' rate limits (zero value: DefaultLimits).
+	Limits Limits
 	// Ready reports whether Postgres and Redis answer (for /readyz).
 	Ready func(ctx context.Context) error
 	// Metrics serves /metrics (Prometheus text format).
@@ -36,6 +43,7 @@ type app struct {
 	Deps
 	log      *slog.Logger
 	sessions sessions
+	limiter  *limiter
 }
 
 // NewHandler returns seatmap's whole HTTP handler.
@@ -43,7 +51,10 @@ func NewHandler(d Deps) http.Handler {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	a := &app{Deps: d, log: d.Log, sessions: sessions{secret: d.SessionSecret}}
+	if d.Limits == (Limits{}) {
+		d.Limits = DefaultLimits()
+	}
+	a := &app{Deps: d, log: d.Log, sessions: sessions{secret: d.SessionSecret}, limiter: newLimiter()}
 	mux := http.NewServeMux()
 	a.routes(mux)
 	return a.secure(mux)

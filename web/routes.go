@@ -30,6 +30,24 @@ func (a *app) routes(mux *http.ServeMux) {
 	// Events and seats (JSON API).
 	mux.HandleFunc("GET /api/events", a.handleListEvents)
 	mux.HandleFunc("GET /api/events/{event}", a.handleGetEvent)
+
+	// Waiting room.
+	mux.HandleFunc("POST /api/events/{event}/queue", a.handleJoinQueue)
+	mux.HandleFunc("GET /api/events/{event}/queue", a.handleQueueStatus)
+	mux.HandleFunc("GET /api/events/{event}/shuffle", a.handleShuffle)
+
+	// Holds and checkout (admission checked server-side on every call).
+	mux.HandleFunc("POST /api/events/{event}/holds", a.handleHold)
+	mux.HandleFunc("GET /api/events/{event}/holds", a.handleListHolds)
+	mux.HandleFunc("DELETE /api/events/{event}/holds/{seat}", a.handleRelease)
+	mux.HandleFunc("POST /api/events/{event}/checkout", a.handleCheckout)
+	mux.HandleFunc("GET /api/orders/{order}", a.handleGetOrder)
+
+	// Staff API (bearer token or staff cookie).
+	staff := func(h http.HandlerFunc) http.Handler { return a.requireStaff(h) }
+	mux.Handle("GET /api/staff/events/{event}/stats", staff(a.handleStaffStats))
+	mux.Handle("POST /api/staff/events/{event}/admission", staff(a.handleSetAdmission))
+	mux.Handle("POST /api/staff/events", staff(a.handleCreateEvent))
 }
 
 // cacheFor sets Cache-Control on every response of h.

@@ -1,0 +1,79 @@
+package server
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"seatmap/booking"
+	"seatmap/realtime"
+)
+
+// metrics are seatmap's own Prometheus series (API.md "Operations"),
+// registered on the server's registry and fed by the domain's hooks.
+type metrics struct {
+	checkouts       *prometheus.CounterVec
+	checkoutSeconds prometheus.Histogram
+	commitSeconds   prometheus.Histogram
+	holds           *prometheus.CounterVec
+	outboxLag       prometheus.Histogram
+	reconciled      *prometheus.CounterVec
+	admitted        prometheus.Counter
+	skipped         prometheus.Counter
+	positions       prometheus.Counter
+	queueLength     *prometheus.GaugeVec
+	admitRate       *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		checkouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "seatmap_checkouts_total",
+			Help: "Checkout requests by outcome (ok or the error code)."}, []string{"outcome"}),
+		checkoutSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "seatmap_checkout_seconds",
+			Help: "Checkout request duration.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "seatmap_commit_seconds",
+			Help: "Duration of the sale's SQL transaction.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		holds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "seatmap_holds_total",
+			Help: "Hold requests by outcome (ok or the error code)."}, []string{"outcome"}),
+		outboxLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "seatmap_outbox_lag_seconds",
+			Help: "Time from an outbox row's insert to its publication in Redis.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "seatmap_reconciler_repairs_total",
+			Help: "Redis state repaired from SQL by the reconciler, by kind."}, []string{"kind"}),
+		admitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "seatmap_admissions_total",
+			Help: "Fans admitted by this process's admitters."}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "seatmap_queue_leavers_skipped_total",
+			Help: "Queue places skipped because their fan left."}),
+		positions: prometheus.NewCounter(prometheus.CounterOpts{Name: "seatmap_queue_positions_pushed_total",
+			Help: "Queue position updates pushed to local fans."}),
+		queueLength: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "seatmap_queue_length",
+			Help: "Fans waiting, per event."}, []string{"event"}),
+		admitRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "seatmap_admission_rate",
+			Help: "Measured admissions per second, per event."}, []string{"event"}),
+	}
+	reg.MustRegister(m.checkouts, m.checkoutSeconds, m.commitSeconds, m.holds, m.outboxLag, m.reconciled,
+		m.admitted, m.skipped, m.positions, m.queueLength, m.admitRate)
+	return m
+}
+
+func (m *metrics) bookingHooks() booking.Hooks {
+	return booking.Hooks{
+		CheckoutDone: func(outcome string, d time.Duration) {
+			m.checkouts.WithLabelValues(outcome).Inc()
+			m.checkoutSeconds.Observe(d.Seconds())
+		},
+		CommitLatency: func(d time.Duration) { m.commitSeconds.Observe(d.Seconds()) },
+		HoldDone:      func(outcome string) { m.holds.WithLabelValues(outcome).Inc() },
+		RelayLag:      func(d time.Duration) { m.outboxLag.Observe(d.Seconds()) },
+		Reconciled:    func(kind string, n int) { m.reconciled.WithLabelValues(kind).Add(float64(n)) },
+	}
+}
+
+func (m *metrics) waitingRoomHooks() realtime.WaitingRoomHooks {
+	return realtime.WaitingRoomHooks{
+		Admitted:        func(n int) { m.admitted.Add(float64(n)) },
+		Skipped:         func(n int) { m.skipped.Add(float64(n)) },
+		PositionsPushed: func(n int) { m.positions.Add(float64(n)) },
+		QueueLength:     func(eventID string, n int) { m.queueLength.WithLabelValues(eventID).Set(float64(n)) },
+		AdmitRate:       func(eventID string, r float64) { m.admitRate.WithLabelValues(eventID).Set(r) },
+	}
+}

@@ -1,0 +1,78 @@
+package web
+
+import (
+	"net/http"
+
+	"seatmap/booking"
+)
+
+// holdRequest is the body of POST /api/events/{event}/holds.
+type holdRequest struct {
+	Seats []string `json:"seats"`
+}
+
+// requireAdmission checks server-side that the waiting room admitted this
+// fan for the event (DESIGN.md invariant 5); it writes 403 not_admitted and
+// returns false otherwise.
+func (a *app) requireAdmission(w http.ResponseWriter, r *http.Request, eventID, fan string) bool {
+	if _, err := a.Queue.Admitted(r.Context(), eventID, fan); err != nil {
+		a.writeError(w, r, err)
+		return false
+	}
+	return true
+}
+
+// handleHold: POST /api/events/{event}/holds — all or nothing.
+func (a *app) handleHold(w http.ResponseWriter, r *http.Request) {
+	fan := a.sessions.fan(w, r)
+	eventID := r.PathValue("event")
+	if !a.limit(w, r, "hold", fan) {
+		return
+	}
+	var req holdRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if len(req.Seats) == 0 {
+		a.writeError(w, r, booking.Errorf(booking.ECodeBadRequest, `"seats" must list at least one seat id`))
+		return
+	}
+	if _, err := a.Booking.Event(r.Context(), eventID); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if !a.requireAdmission(w, r, eventID, fan) {
+		return
+	}
+	hs, err := a.Booking.Hold(r.Context(), eventID, fan, req.Seats)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, hs)
+}
+
+// handleListHolds: GET /api/events/{event}/holds — this fan's holds.
+func (a *app) handleListHolds(w http.ResponseWriter, r *http.Request) {
+	fan := a.sessions.fan(w, r)
+	hs, err := a.Booking.Holds(r.Context(), r.PathValue("event"), fan)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if hs.Seats == nil {
+		hs.Seats = []string{}
+	}
+	writeJSON(w, http.StatusOK, hs)
+}
+
+// handleRelease: DELETE /api/events/{event}/holds/{seat} — only the holder.
+func (a *app) handleRelease(w http.ResponseWriter, r *http.Request) {
+	fan := a.sessions.fan(w, r)
+	if err := a.Booking.Release(r.Context(), r.PathValue("event"), fan, r.PathValue("seat")); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
