@@ -419,3 +419,17 @@ var (
 	// errMoved: a compare-and-set found the checkout in another state.
 	errMoved = errors.New("booking: checkout changed state meanwhile")
 )
+
+// StoredCheckout returns the stored outcome of a finished checkout with this
+// request's key and body — the Order or its *Error — and found=false when
+// there is none (never used, still running, or another body). The web layer
+// uses it to replay a purchase after the fan's admission ended, so a retry
+// with the same key always gets the same answer.
+func (s *Service) StoredCheckout(ctx context.Context, req CheckoutRequest) (o Order, result error, found bool, err error) {
+	ck, ok, err := s.loadCheckoutByKey(ctx, req.EventID, req.FanID, req.IdempotencyKey)
+	if err != nil || !ok || ck.RequestHash != req.requestHash() || ck.ResponseStatus == 0 {
+		return Order{}, nil, false, err
+	}
+	o, result = ck.storedResult()
+	return o, result, true, nil
+}

@@ -65,6 +65,9 @@ type Config struct {
 	// paths (RATE_LIMIT_PER_ADDRESS, requests/s; 0 disables the address
 	// limit, as load tests from one machine need).
 	Limits web.Limits
+	// MaxConnsPerAddress caps open sockets per client address
+	// (MAX_CONNS_PER_ADDRESS, default 2000; 0 = no cap, for load tests).
+	MaxConnsPerAddress int
 	// ShutdownTimeout bounds graceful shutdown (10s per API.md).
 	ShutdownTimeout time.Duration
 	// Migrate applies migrations at start (default true; --no-migrate).
@@ -80,18 +83,19 @@ type Config struct {
 // name the offending variable.
 func LoadConfig(getenv func(string) string) (Config, error) {
 	c := Config{
-		Addr:            "127.0.0.1:8080",
-		HoldTTL:         5 * time.Minute,
-		AdmitRate:       500,
-		AdmitTTL:        10 * time.Minute,
-		MaxSeatsPerFan:  6,
-		PaymentWindow:   2 * time.Minute,
-		PushInterval:    100 * time.Millisecond,
-		HoldCooldown:    time.Minute,
-		Limits:          web.DefaultLimits(),
-		ShutdownTimeout: 10 * time.Second,
-		Migrate:         true,
-		Workers:         true,
+		Addr:               "127.0.0.1:8080",
+		HoldTTL:            5 * time.Minute,
+		AdmitRate:          500,
+		AdmitTTL:           10 * time.Minute,
+		MaxSeatsPerFan:     6,
+		PaymentWindow:      2 * time.Minute,
+		PushInterval:       100 * time.Millisecond,
+		HoldCooldown:       time.Minute,
+		MaxConnsPerAddress: 2000,
+		Limits:             web.DefaultLimits(),
+		ShutdownTimeout:    10 * time.Second,
+		Migrate:            true,
+		Workers:            true,
 	}
 	var errs []string
 	str := func(name string, dst *string) {
@@ -137,6 +141,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	dur("PAYMENT_WINDOW", &c.PaymentWindow)
 	dur("PUSH_INTERVAL", &c.PushInterval)
 	dur("HOLD_COOLDOWN", &c.HoldCooldown)
+	num("MAX_CONNS_PER_ADDRESS", &c.MaxConnsPerAddress, 0)
 	if v := strings.TrimSpace(getenv("RATE_LIMIT_PER_ADDRESS")); v != "" {
 		n, err := strconv.ParseFloat(v, 64)
 		if err != nil || n < 0 {

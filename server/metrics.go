@@ -23,6 +23,11 @@ type metrics struct {
 	positions       prometheus.Counter
 	queueLength     *prometheus.GaugeVec
 	admitRate       *prometheus.GaugeVec
+	connections     prometheus.Gauge
+	messagesSent    prometheus.Counter
+	slowClosed      prometheus.Counter
+	notifyLag       prometheus.Histogram
+	resyncs         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,6 +55,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		admitRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "seatmap_admission_rate",
 			Help: "Measured admissions per second, per event."}, []string{"event"}),
 	}
+	m.connections = prometheus.NewGauge(prometheus.GaugeOpts{Name: "seatmap_ws_connections",
+		Help: "Open fan WebSocket connections."})
+	m.messagesSent = prometheus.NewCounter(prometheus.CounterOpts{Name: "seatmap_ws_messages_sent_total",
+		Help: "Frames written to fan sockets."})
+	m.slowClosed = prometheus.NewCounter(prometheus.CounterOpts{Name: "seatmap_ws_slow_consumer_closes_total",
+		Help: "Sockets closed because they could not keep up."})
+	m.notifyLag = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "seatmap_seat_change_lag_seconds",
+		Help: "Time from a hold's change in Redis to its batch being queued to every socket.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)})
+	m.resyncs = prometheus.NewCounter(prometheus.CounterOpts{Name: "seatmap_seat_state_resyncs_total",
+		Help: "Rebuilds of an event's seat state from Redis and SQL."})
+	reg.MustRegister(m.connections, m.messagesSent, m.slowClosed, m.notifyLag, m.resyncs)
 	reg.MustRegister(m.checkouts, m.checkoutSeconds, m.commitSeconds, m.holds, m.outboxLag, m.reconciled,
 		m.admitted, m.skipped, m.positions, m.queueLength, m.admitRate)
 	return m
@@ -75,5 +91,15 @@ func (m *metrics) waitingRoomHooks() realtime.WaitingRoomHooks {
 		PositionsPushed: func(n int) { m.positions.Add(float64(n)) },
 		QueueLength:     func(eventID string, n int) { m.queueLength.WithLabelValues(eventID).Set(float64(n)) },
 		AdmitRate:       func(eventID string, r float64) { m.admitRate.WithLabelValues(eventID).Set(r) },
+	}
+}
+
+func (m *metrics) hubHooks() realtime.Hooks {
+	return realtime.Hooks{
+		Connections:        func(d int) { m.connections.Add(float64(d)) },
+		MessagesSent:       func(n int) { m.messagesSent.Add(float64(n)) },
+		SlowConsumerClosed: func() { m.slowClosed.Inc() },
+		NotificationLag:    func(d time.Duration) { m.notifyLag.Observe(d.Seconds()) },
+		Resync:             func() { m.resyncs.Inc() },
 	}
 }

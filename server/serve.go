@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -77,6 +78,8 @@ type Server struct {
 	payDB   *pgxpool.Pool
 	booking *booking.Service
 	queue   *realtime.WaitingRoom
+	hub     *realtime.Hub
+	sockets sync.WaitGroup
 	handler http.Handler
 	reg     *prometheus.Registry
 	workers []worker
@@ -154,18 +157,31 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			worker{"reconciler", func(ctx context.Context) error { s.booking.RunReconciler(ctx, 30*time.Second); return ctx.Err() }},
 		)
 	}
+	s.hub = realtime.NewHub(s.rdb, s.booking, realtime.Options{
+		PushInterval: cfg.PushInterval,
+		HoldTTL:      cfg.HoldTTL,
+		Hooks:        m.hubHooks(),
+		Logger:       log,
+	})
+	shutdown := make(chan struct{})
+	var once sync.Once
+	s.closeSockets = func() { once.Do(func() { close(shutdown) }) }
 	s.handler = web.NewHandler(web.Deps{
-		Booking:        s.booking,
-		Queue:          s.queue,
-		Audit:          s.booking.Audit,
-		Limits:         cfg.Limits,
-		Ready:          s.ready,
-		Metrics:        promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}),
-		Log:            log,
-		SessionSecret:  cfg.SessionSecret,
-		StaffToken:     cfg.StaffToken,
-		AllowedOrigins: cfg.AllowedOrigins,
-		Pprof:          cfg.Pprof,
+		Booking:            s.booking,
+		Queue:              s.queue,
+		Hub:                s.hub,
+		Shutdown:           shutdown,
+		Sockets:            &s.sockets,
+		MaxConnsPerAddress: cfg.MaxConnsPerAddress,
+		Audit:              s.booking.Audit,
+		Limits:             cfg.Limits,
+		Ready:              s.ready,
+		Metrics:            promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}),
+		Log:                log,
+		SessionSecret:      cfg.SessionSecret,
+		StaffToken:         cfg.StaffToken,
+		AllowedOrigins:     cfg.AllowedOrigins,
+		Pprof:              cfg.Pprof,
 	})
 	return s, nil
 }
@@ -248,6 +264,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.closeSockets()
 	}
 	err := hs.Shutdown(sctx)
+	socketsClosed := make(chan struct{})
+	go func() { s.sockets.Wait(); close(socketsClosed) }()
+	select {
+	case <-socketsClosed:
+	case <-sctx.Done():
+	}
 	stopWorkers()
 	for range s.workers {
 		select {
@@ -287,6 +309,9 @@ func (s *Server) supervise(ctx context.Context, w worker, done chan<- struct{}) 
 
 // Close releases Redis and Postgres, in reverse order of opening.
 func (s *Server) Close() {
+	if s.hub != nil {
+		s.hub.Close()
+	}
 	if s.rdb != nil {
 		s.rdb.Close()
 	}

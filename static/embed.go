@@ -7,5 +7,5 @@ import "embed"
 
 // FS is the asset tree, served under /static/.
 //
-//go:embed vendor/* *.css
+//go:embed vendor/* *.css *.js
 var FS embed.FS

@@ -43,7 +43,7 @@ func Page(title string) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 2, " · seatmap</title><link rel=\"stylesheet\" href=\"/static/seatmap.css\"></head><body><header class=\"site\"><a href=\"/\">seatmap</a><nav aria-label=\"Site\"><a href=\"/\">Events</a> <a href=\"/staff\">Staff</a></nav></header><main id=\"main\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 2, " · seatmap</title><meta name=\"htmx-config\" content='{\"includeIndicatorStyles\":false,\"allowEval\":false,\"responseHandling\":[{\"code\":\"204\",\"swap\":false},{\"code\":\"[2345]..\",\"swap\":true,\"error\":false}]}'><link rel=\"stylesheet\" href=\"/static/seatmap.css\"></head><body><header class=\"site\"><a href=\"/\">seatmap</a><nav aria-label=\"Site\"><a href=\"/\">Events</a> <a href=\"/staff\">Staff</a></nav></header><main id=\"main\">")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	"seatmap/booking"
 	"seatmap/realtime"
@@ -18,6 +19,17 @@ type Deps struct {
 	Booking *booking.Service
 	// Queue is the waiting room: joins, admissions, staff admission control.
 	Queue *realtime.WaitingRoom
+	// Hub serves the fans' live sockets (waiting room and seat map).
+	Hub *realtime.Hub
+	// Shutdown is closed when the server shuts down: sockets close with 1001.
+	Shutdown <-chan struct{}
+	// Sockets counts open sockets so shutdown can wait for their close
+	// frames (nil: not counted).
+	Sockets *sync.WaitGroup
+	// MaxConnsPerAddress caps open sockets per client address (0: no cap;
+	// MAX_CONNS_PER_ADDRESS, default 2000 — NATs put many fans behind one
+	// address, while one attacker must not take every file descriptor).
+	MaxConnsPerAddress int
 	// Audit records a staff action (nil: logged only).
 	Audit func(ctx context.Context, eventID, actor, action string, detail any) error
 	// Limits are the write paths' rate limits (zero value: DefaultLimits).
@@ -44,6 +56,7 @@ type app struct {
 	log      *slog.Logger
 	sessions sessions
 	limiter  *limiter
+	conns    *connCap
 }
 
 // NewHandler returns seatmap's whole HTTP handler.
@@ -54,7 +67,8 @@ func NewHandler(d Deps) http.Handler {
 	if d.Limits == (Limits{}) {
 		d.Limits = DefaultLimits()
 	}
-	a := &app{Deps: d, log: d.Log, sessions: sessions{secret: d.SessionSecret}, limiter: newLimiter()}
+	a := &app{Deps: d, log: d.Log, sessions: sessions{secret: d.SessionSecret}, limiter: newLimiter(),
+		conns: &connCap{max: d.MaxConnsPerAddress, open: map[string]int{}}}
 	mux := http.NewServeMux()
 	a.routes(mux)
 	return a.secure(mux)

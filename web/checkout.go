@@ -40,7 +40,20 @@ func (a *app) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if !a.requireAdmission(w, r, eventID, fan) {
+	if _, err := a.Queue.Admitted(r.Context(), eventID, fan); err != nil {
+		// A replay of a finished checkout gets its stored answer even after
+		// the admission ended (the same key always gets the same answer).
+		order, result, found, serr := a.Booking.StoredCheckout(r.Context(), req)
+		switch {
+		case serr != nil:
+			a.writeError(w, r, serr)
+		case !found:
+			a.writeError(w, r, err)
+		case result != nil:
+			a.writeError(w, r, result)
+		default:
+			writeJSON(w, http.StatusCreated, order)
+		}
 		return
 	}
 	order, err := a.Booking.Checkout(r.Context(), req)

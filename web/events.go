@@ -25,6 +25,7 @@ func (a *app) handleHome(w http.ResponseWriter, r *http.Request) {
 
 // handleListEvents: GET /api/events.
 func (a *app) handleListEvents(w http.ResponseWriter, r *http.Request) {
+	a.sessions.fan(w, r) // API.md: any API call without a valid cookie gets one
 	events, err := a.Booking.ListEvents(r.Context())
 	if err != nil {
 		a.writeError(w, r, err)
@@ -38,6 +39,7 @@ func (a *app) handleListEvents(w http.ResponseWriter, r *http.Request) {
 
 // handleGetEvent: GET /api/events/{event}, with sections, rows and seats.
 func (a *app) handleGetEvent(w http.ResponseWriter, r *http.Request) {
+	a.sessions.fan(w, r)
 	ev, err := a.Booking.EventDetail(r.Context(), r.PathValue("event"))
 	if err != nil {
 		a.writeError(w, r, err)

@@ -61,8 +61,10 @@ func (a *app) handleListHolds(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if hs.Seats == nil {
-		hs.Seats = []string{}
+	if len(hs.Seats) == 0 {
+		// No holds: no expiry either (null rather than the zero time).
+		writeJSON(w, http.StatusOK, map[string]any{"seats": []string{}, "expires_at": nil})
+		return
 	}
 	writeJSON(w, http.StatusOK, hs)
 }

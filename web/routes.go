@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 
+	"seatmap/booking"
 	"seatmap/static"
 )
 
@@ -42,12 +43,22 @@ func (a *app) routes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /api/events/{event}/holds/{seat}", a.handleRelease)
 	mux.HandleFunc("POST /api/events/{event}/checkout", a.handleCheckout)
 	mux.HandleFunc("GET /api/orders/{order}", a.handleGetOrder)
+	// Anything else under /api/ answers in the API's JSON error shape.
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		a.writeError(w, r, booking.Errorf(booking.ECodeNotFound, "no such API route: %s %s", r.Method, r.URL.Path))
+	})
 
 	// Staff API (bearer token or staff cookie).
 	staff := func(h http.HandlerFunc) http.Handler { return a.requireStaff(h) }
 	mux.Handle("GET /api/staff/events/{event}/stats", staff(a.handleStaffStats))
 	mux.Handle("POST /api/staff/events/{event}/admission", staff(a.handleSetAdmission))
 	mux.Handle("POST /api/staff/events", staff(a.handleCreateEvent))
+
+	// Staff pages, the staff WebSockets and their controls (staff_routes.go).
+	a.staffRoutes(mux)
+
+	// The fan's event page, its htmx WebSocket and its form posts (fan_routes.go).
+	a.fanRoutes(mux)
 }
 
 // cacheFor sets Cache-Control on every response of h.

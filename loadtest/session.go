@@ -1,0 +1,368 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// env is what every fan of one process shares.
+type env struct {
+	cfg   *Config
+	cl    *client
+	v     *venue
+	st    *stats
+	pr    *probe
+	seed  uint64
+	share share
+}
+
+// share is this process's part of the run.
+type share struct {
+	index, count int     // process index and number of processes
+	fans         int     // drop, idle
+	joinRate     float64 // drop, idle
+	workers      int     // holds, checkout: closed-loop workers here
+	workerBase   int     // global index of this process's first worker
+	workersAll   int     // closed-loop workers in all processes
+	rate         float64 // holds, checkout: attempts per second here
+	buyers       int     // idle
+}
+
+// splitShare returns process i's share of n processes.
+func splitShare(c *Config, i, n int) share {
+	part := func(total int) (int, int) { // this part, and the sum of the parts before it
+		base, extra := total/n, total%n
+		before := i*base + min(i, extra)
+		if i < extra {
+			return base + 1, before
+		}
+		return base, before
+	}
+	s := share{index: i, count: n, joinRate: c.JoinRate / float64(n), rate: c.Rate / float64(n), workersAll: c.Concurrency}
+	s.fans, _ = part(c.Fans)
+	s.workers, s.workerBase = part(c.Concurrency)
+	if i == 0 {
+		s.buyers = c.Buyers
+	}
+	return s
+}
+
+// rng returns a generator for one actor of this process.
+func (e *env) rng(actor uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(e.seed, uint64(e.share.index)<<40|actor))
+}
+
+// retry bounds for joining and dialing.
+const (
+	maxJoinTries   = 5
+	maxDialTries   = 3
+	maxReconnects  = 5
+	maxBackoff     = 5 * time.Second
+	queuePollEvery = 100 * time.Millisecond
+)
+
+// sleep waits d or until ctx is done; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// backoff is the wait before try n (0-based) after err: Retry-After when the
+// server gave one, else 100 ms doubling, at most maxBackoff.
+func backoff(err error, n int) time.Duration {
+	var ae *apiError
+	if errors.As(err, &ae) && ae.RetryAfter > 0 {
+		return min(ae.RetryAfter, maxBackoff)
+	}
+	return min(100*time.Millisecond<<min(n, 6), maxBackoff)
+}
+
+// retryable reports whether a request failing with err may be sent again.
+func retryable(err error) bool {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.Code {
+	case "rate_limited", "unavailable", "network", "timeout", "internal":
+		return true
+	}
+	return ae.Status >= 500
+}
+
+// session is one fan with an open socket: it joins, connects and reads its
+// messages until stopped, keeping (optionally) a live seat map and
+// recording (optionally) probe deliveries.
+type session struct {
+	e        *env
+	f        fan
+	keepMap  bool // maintain m from snapshots and changes
+	listen   bool // record change_to_delivered for probe changes
+	probeFan bool // the probe: not counted as an admitted fan
+
+	joined    time.Time
+	admitted  atomic.Bool
+	m         *seatMap
+	ready     chan struct{} // closed at the first snapshot
+	readyOnce sync.Once
+
+	connMu   sync.Mutex
+	conn     *websocket.Conn
+	stopping atomic.Bool
+
+	// reader-goroutine state
+	seq    uint64
+	hasSeq bool
+	seen   int64 // newest probe change reported
+	recv   int64 // UnixNano the current frame was read
+}
+
+func newSession(e *env, keepMap, listen bool) *session {
+	s := &session{e: e, keepMap: keepMap, listen: listen, ready: make(chan struct{})}
+	if keepMap {
+		s.m = newSeatMap(len(e.v.ids))
+	}
+	return s
+}
+
+// markAdmitted records the admission once.
+func (s *session) markAdmitted(at time.Time) {
+	if s.admitted.CompareAndSwap(false, true) && !s.probeFan {
+		s.e.st.admitted.Add(1)
+		s.e.st.joinToAdmitted.record(at.Sub(s.joined))
+	}
+}
+
+// join enters the waiting room with retries; the fan gets its cookie here.
+func (s *session) join(ctx context.Context) error {
+	var err error
+	for try := 0; try < maxJoinTries; try++ {
+		if try == 0 {
+			s.joined = time.Now()
+		}
+		var q queueStatus
+		q, err = s.e.cl.join(ctx, &s.f)
+		if err == nil {
+			if q.State == "admitted" {
+				s.markAdmitted(time.Now())
+			}
+			return nil
+		}
+		if !retryable(err) || !sleep(ctx, backoff(err, try)) {
+			break
+		}
+	}
+	return err
+}
+
+// run connects the fan's socket and reads it until ctx is done, stop is
+// called, or the socket fails more than maxReconnects times. It returns
+// nil when stopped or when ctx ended.
+func (s *session) run(ctx context.Context) error {
+	st := s.e.st
+	for reconnects := 0; ; reconnects++ {
+		conn, err := s.dial(ctx)
+		if err != nil {
+			return err
+		}
+		st.connected.Add(1)
+		err = s.read(ctx, conn)
+		st.connected.Add(-1)
+		conn.CloseNow()
+		if s.stopping.Load() || ctx.Err() != nil {
+			return nil
+		}
+		st.fail(readErrCode(err))
+		if reconnects >= maxReconnects || !sleep(ctx, backoff(err, reconnects)) {
+			return err
+		}
+	}
+}
+
+func (s *session) dial(ctx context.Context) (*websocket.Conn, error) {
+	var err error
+	for try := 0; try < maxDialTries; try++ {
+		var conn *websocket.Conn
+		conn, err = s.e.cl.dial(ctx, &s.f)
+		if err == nil {
+			s.connMu.Lock()
+			s.conn = conn
+			stopping := s.stopping.Load()
+			s.connMu.Unlock()
+			if stopping {
+				conn.CloseNow()
+				return nil, context.Canceled
+			}
+			s.hasSeq = false
+			return conn, nil
+		}
+		if ctx.Err() != nil || !sleep(ctx, backoff(err, try)) {
+			return nil, ctx.Err()
+		}
+	}
+	return nil, err
+}
+
+// stop makes the fan leave: its socket is closed normally and run returns.
+func (s *session) stop() {
+	s.connMu.Lock()
+	s.stopping.Store(true)
+	conn := s.conn
+	s.connMu.Unlock()
+	if conn != nil {
+		conn.Close(websocket.StatusNormalClosure, "fan left")
+	}
+}
+
+// Errors that make the reader reconnect.
+var (
+	errSeqGap   = errors.New("seq gap")
+	errBadFrame = errors.New("bad frame")
+)
+
+func readErrCode(err error) string {
+	switch {
+	case errors.Is(err, errSeqGap):
+		return "seq_gap"
+	case errors.Is(err, errBadFrame):
+		return "bad_frame"
+	}
+	switch websocket.CloseStatus(err) {
+	case -1:
+		return "ws_read"
+	case websocket.StatusPolicyViolation:
+		return "ws_closed_policy" // slow consumer
+	case websocket.StatusGoingAway:
+		return "ws_closed_going_away"
+	case websocket.StatusTryAgainLater:
+		return "ws_closed_try_later"
+	default:
+		return "ws_closed"
+	}
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// read handles frames until the socket fails.
+func (s *session) read(ctx context.Context, conn *websocket.Conn) error {
+	for {
+		typ, r, err := conn.Reader(ctx)
+		if err != nil {
+			return err
+		}
+		buf := bufPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		_, err = buf.ReadFrom(r)
+		s.recv = time.Now().UnixNano()
+		if err == nil && typ == websocket.MessageText {
+			err = s.handle(buf.Bytes())
+		}
+		if buf.Cap() <= 1<<20 {
+			bufPool.Put(buf)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// handle applies one frame.
+func (s *session) handle(b []byte) error {
+	if s.m != nil {
+		s.m.mu.Lock()
+	}
+	h, err := parseMessage(b, s)
+	if s.m != nil {
+		s.m.mu.Unlock()
+	}
+	if err != nil {
+		return errors.Join(errBadFrame, err)
+	}
+	switch h.typ {
+	case msgAdmitted:
+		s.markAdmitted(time.Unix(0, s.recv))
+	case msgSnapshot:
+		s.markAdmitted(time.Unix(0, s.recv))
+		s.seq, s.hasSeq = h.seq, true
+		if s.e.pr != nil {
+			s.seen = s.e.pr.newest()
+		}
+		s.readyOnce.Do(func() { close(s.ready) })
+		if s.m != nil {
+			s.m.notify()
+		}
+	case msgSeats:
+		if s.hasSeq && h.seq != s.seq+1 {
+			return errSeqGap
+		}
+		s.seq, s.hasSeq = h.seq, true
+		if s.m != nil {
+			s.m.notify()
+		}
+	case msgError:
+		s.e.st.fail("ws_" + h.code)
+	}
+	return nil
+}
+
+// visitor methods: called by parseMessage with s.m.mu held (when s.m != nil).
+
+func (s *session) snapshotBegin() {
+	if s.m != nil {
+		clear(s.m.states)
+	}
+}
+
+func (s *session) snapshotSeat(id []byte, state uint8) {
+	if s.m != nil {
+		if i := s.e.v.seat(id); i >= 0 {
+			s.m.states[i] = state
+		}
+	}
+}
+
+func (s *session) snapshotMine([]byte) {}
+
+func (s *session) change(id []byte, state uint8, _ bool) {
+	if s.m == nil && !s.listen {
+		return
+	}
+	i := s.e.v.seat(id)
+	if i < 0 {
+		return
+	}
+	if s.m != nil {
+		s.m.states[i] = state
+	}
+	if s.listen && s.e.pr != nil {
+		if d, ok := s.e.pr.match(i, state, s.recv, &s.seen); ok {
+			s.e.st.delivered.record(d)
+		}
+	}
+}
+
+// waitReady waits for the first snapshot.
+func (s *session) waitReady(ctx context.Context) bool {
+	select {
+	case <-s.ready:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
