@@ -22,11 +22,11 @@ func TestThousandFansRaceForHundredSeats(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: 1,000 fans")
 	}
-	e := newEnv(t, booking.Config{HoldTTL: 400 * time.Millisecond, PaymentWindow: 150 * time.Millisecond,
-		MinHoldLeft: 20 * time.Millisecond, HoldCooldown: time.Second}, 2, 5, 10, 1000)
+	e := newEnv(t, booking.Config{HoldTTL: 3 * time.Second, PaymentWindow: time.Second,
+		MinHoldLeft: 50 * time.Millisecond, HoldCooldown: time.Second}, 2, 5, 10, 1000)
 	e.pay.Fail = func(op string) error {
 		if op == "authorize" {
-			time.Sleep(rand.N(250 * time.Millisecond)) // the provider's latency, jittering past the window
+			time.Sleep(rand.N(1500 * time.Millisecond)) // the provider's latency, jittering past the window
 		}
 		return nil
 	}

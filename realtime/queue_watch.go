@@ -354,6 +354,9 @@ func (w *WaitingRoom) positions(ctx context.Context, r *queueRoom, ts admitTick,
 	var present []redis.Z
 	score := float64(unixMS(now))
 
+	// Throttle by when the pushes go out, not when the tick started: the
+	// Redis round trip before this point can take a while under load.
+	pushAt := w.now()
 	w.mu.Lock()
 	cur := make(map[string]QueueStatus, len(r.fans))
 	for fan, f := range r.fans {
@@ -369,10 +372,10 @@ func (w *WaitingRoom) positions(ctx context.Context, r *queueRoom, ts admitTick,
 		if !ok || (wt.sent && equalStatus(st, wt.last)) {
 			continue
 		}
-		if wt.sent && st.State == StateWaiting && now.Sub(wt.lastAt) < w.cfg.PushEvery && !now.Before(wt.lastAt) {
+		if wt.sent && st.State == StateWaiting && pushAt.Sub(wt.lastAt) < w.cfg.PushEvery && !pushAt.Before(wt.lastAt) {
 			continue
 		}
-		wt.sent, wt.last, wt.lastAt = true, st, now
+		wt.sent, wt.last, wt.lastAt = true, st, pushAt
 		pushes = append(pushes, push{wt.fn, st})
 	}
 	if now.Sub(r.lastPresence) >= w.presenceEvery() || now.Before(r.lastPresence) {
