@@ -14,13 +14,19 @@ import (
 // caller (PX LeaseTTL); only the holder's call admits, so one process admits
 // per event cluster-wide, and a dead holder's lease lapses after LeaseTTL, when
 // the next contender's tick takes it over. The holder's step admits the fans
-// its credit allows: credit grows by rate×elapsed each step (capped at two
-// ticks' worth, so a stalled process does not burst), which spreads
+// its credit allows: credit grows by rate×elapsed each step (capped at
+// creditCap's worth: a step delayed by a busy machine catches up, a process
+// stalled for longer does not burst), which spreads
 // ADMIT_RATE over every Tick. Walking the line in ticket order, it sets
 // admit:{E}:{fan} for each fan seen within LeaveGrace and skips the others,
 // then moves "now serving" past them — all in the one script, so admission and
 // "now serving" never disagree. The same reply carries everything the
 // process's position tick needs, so a tick costs one Redis command per event.
+
+// creditCap is the most admission time one step may make up for: two ticks,
+// and at least 250 ms so scheduling delays on a loaded machine do not lower
+// the cluster-wide rate.
+func creditCap(tick time.Duration) time.Duration { return max(2*tick, 250*time.Millisecond) }
 
 // maxScanPerStep bounds the fans one step walks (admitted plus skipped) so a
 // step stays short even behind a crowd of leavers; skipping resumes next tick.
@@ -148,7 +154,7 @@ func (w *WaitingRoom) step(ctx context.Context, r *queueRoom, now time.Time) (ad
 		[]string{k.lease, k.serving, k.seq, k.order, k.presence, k.opened, k.precount, k.admitted, k.mrate, k.caprate, k.rate, k.paused},
 		w.token, w.cfg.LeaseTTL.Milliseconds(), unixMS(now), elapsed.Milliseconds(), strconv.FormatFloat(credit, 'f', 6, 64),
 		w.cfg.AdmitRate, w.cfg.LeaveGrace.Milliseconds(), w.cfg.AdmitTTL.Milliseconds(), k.admitPrefix, maxScanPerStep,
-		mrate, capRate, (3 * w.cfg.LeaseTTL).Milliseconds(), (2 * w.cfg.Tick).Milliseconds()).Slice()
+		mrate, capRate, (3 * w.cfg.LeaseTTL).Milliseconds(), creditCap(w.cfg.Tick).Milliseconds()).Slice()
 	if err != nil {
 		return admitTick{}, wrUnavailable("admitter step", err)
 	}

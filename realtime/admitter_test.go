@@ -98,10 +98,15 @@ func TestAdmissionIsFirstComeFirstServedAtTheRate(t *testing.T) {
 	if rate < 80 || rate > 120 {
 		t.Errorf("cluster-wide rate %.1f/s, want 100 ±20%%", rate)
 	}
+	// Smooth, not one burst a second: many steps, none over the credit cap
+	// (250 ms worth at 100/s, what a step delayed by a busy machine may make up).
 	for step, k := range perStep {
-		if k > 5 { // 2 per 20ms tick, credit capped at two ticks
+		if k > 26 {
 			t.Errorf("%d fans admitted in one step at %v: a burst, want smooth admission", k, step)
 		}
+	}
+	if len(perStep) < 20 {
+		t.Errorf("admitted in %d steps, want admission spread over many ticks", len(perStep))
 	}
 	qs, err := insts[0].QueueStats(context.Background(), ev.ID)
 	if err != nil {

@@ -93,6 +93,10 @@ func TestPreQueueIsShuffledVerifiably(t *testing.T) {
 	var racing []joined
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	var stopOnce sync.Once
+	stopRacing := func() { stopOnce.Do(func() { close(stop) }); <-done }
+	// A failure below must not leave the goroutine logging after the test.
+	t.Cleanup(stopRacing)
 	go func() {
 		defer close(done)
 		for i := 0; ; i++ {
@@ -113,16 +117,15 @@ func TestPreQueueIsShuffledVerifiably(t *testing.T) {
 		}
 	}()
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(racing) }
-	waitUntil(t, 5*time.Second, "racing joins", func() bool { return count() >= 5 })
+	waitUntil(t, 15*time.Second, "racing joins", func() bool { return count() >= 5 })
 	clk.Advance(time.Hour + time.Second)
 	after := mustJoin(t, a.WaitingRoom, ev.ID, "after-open")
 	if after.PreQueue || after.State != StateWaiting {
 		t.Fatalf("join after the sale opened = %+v", after)
 	}
 	n := count()
-	waitUntil(t, 5*time.Second, "racing joins after the opening", func() bool { return count() >= n+5 })
-	close(stop)
-	<-done
+	waitUntil(t, 15*time.Second, "racing joins after the opening", func() bool { return count() >= n+5 })
+	stopRacing()
 
 	var lateFans []joined
 	for _, j := range racing {

@@ -231,7 +231,7 @@
       replaceQueue(el('section', attrs, [
         el('h2', {}, ['Waiting room']),
         el('p', {}, ['You\'re in the pre-queue. When the sale opens you\'ll get a random place in line.']),
-        el('p', { 'class': 'muted' }, ['Opens in about ', el('span', { 'data-testid': 'queue-eta' }, [String(q.eta_seconds)]), ' s.'])
+        el('p', { 'class': 'muted' }, ['Opens in about ', el('span', { 'data-testid': 'queue-eta' }, [etaWords(q.eta_seconds)]), '.'])
       ]));
     } else if (q.state === 'waiting') {
       attrs['data-state'] = 'waiting';

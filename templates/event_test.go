@@ -221,7 +221,7 @@ func TestQueueWaitingShowsPositionAheadAndETA(t *testing.T) {
 		if len(startTags(doc, "data-testid", "queue-position")) != 0 {
 			t.Error("pre-queue shows a position")
 		}
-		if got := textOf(t, doc, "data-testid", "queue-eta"); got != "300" {
+		if got := textOf(t, doc, "data-testid", "queue-eta"); got != "5 min" {
 			t.Errorf("eta = %q", got)
 		}
 	})

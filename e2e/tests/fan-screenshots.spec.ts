@@ -6,7 +6,14 @@ import { createEvent, openMap, newFan, apiFan, admit, hold, buy } from './fan-he
 // sale (others' holds, sold seats, this fan's holds and the hold panel), at
 // desktop and at phone width, and the seat list view.
 
-const shots = path.join(__dirname, '..', '..', 'docs', 'screenshots');
+// The suite checks the pages render and fit; it rewrites the committed PNGs
+// only when asked (UPDATE_SCREENSHOTS=1 ./run), so test runs leave the tree
+// clean. Otherwise the PNGs go to the test's output directory.
+function shot(name: string): string {
+  return process.env.UPDATE_SCREENSHOTS
+    ? path.join(__dirname, '..', '..', 'docs', 'screenshots', name)
+    : test.info().outputPath(name);
+}
 
 async function settle(page: Page) {
   // The countdown ticks every second; freeze nothing, just let fonts and
@@ -30,13 +37,13 @@ test('screenshots of the fan page', async ({ browser, playwright, baseURL, reque
   }
   await expect(desktop.page.getByTestId('hold-timer')).toBeVisible();
   await settle(desktop.page);
-  await desktop.page.screenshot({ path: path.join(shots, 'fan.png'), fullPage: true });
+  await desktop.page.screenshot({ path: shot('fan.png'), fullPage: true });
 
   // The list view, open.
   await desktop.page.locator('#seat-list-details > summary').click();
   await expect(desktop.page.getByTestId('seat-list')).toBeVisible();
   await settle(desktop.page);
-  await desktop.page.locator('#seat-list-view').screenshot({ path: path.join(shots, 'fan-list.png') });
+  await desktop.page.locator('#seat-list-view').screenshot({ path: shot('fan-list.png') });
 
   const phone = await newFan(browser, { width: 390, height: 844 });
   await phone.page.goto('/events/' + event);
@@ -47,7 +54,7 @@ test('screenshots of the fan page', async ({ browser, playwright, baseURL, reque
   // No sideways scrolling of the page itself at phone width.
   expect(await phone.page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
   await settle(phone.page);
-  await phone.page.screenshot({ path: path.join(shots, 'fan-phone.png'), fullPage: true });
+  await phone.page.screenshot({ path: shot('fan-phone.png'), fullPage: true });
 
   await desktop.ctx.close();
   await phone.ctx.close();
