@@ -63,9 +63,12 @@ func (s *Service) CreateEvent(ctx context.Context, ne NewEvent) (Event, error) {
 		ShuffleSeedSHA256: hash, SeatsTotal: total, SeatsAvailable: total, Sections: sections}, nil
 }
 
-const eventColumns = `e.id, e.name, e.venue, e.starts_at, e.on_sale_at, e.shuffle_seed_sha256,
-	(SELECT count(*) FROM seats s WHERE s.event_id = e.id),
-	(SELECT count(*) FROM seats s WHERE s.event_id = e.id AND s.status = 'available')`
+// eventColumns reads an event with its seat counts in one pass over its
+// seats (FROM events e, with the LATERAL join eventCounts).
+const eventColumns = `e.id, e.name, e.venue, e.starts_at, e.on_sale_at, e.shuffle_seed_sha256, c.total, c.available`
+
+const eventCounts = ` CROSS JOIN LATERAL (SELECT count(*) AS total, count(*) FILTER (WHERE s.status = 'available') AS available
+	FROM seats s WHERE s.event_id = e.id) c`
 
 func scanEvent(row pgx.Row) (Event, error) {
 	var e Event
@@ -77,7 +80,7 @@ func scanEvent(row pgx.Row) (Event, error) {
 // ListEvents returns every event, soonest first, with seat counts from SQL
 // (sold seats are not available; held ones still are).
 func (s *Service) ListEvents(ctx context.Context) ([]Event, error) {
-	rows, err := s.db.Query(ctx, `SELECT `+eventColumns+` FROM events e ORDER BY e.starts_at, e.id`)
+	rows, err := s.db.Query(ctx, `SELECT `+eventColumns+` FROM events e`+eventCounts+` ORDER BY e.starts_at, e.id`)
 	if err != nil {
 		return nil, unavailable("store: list events", err)
 	}
@@ -101,7 +104,7 @@ func (s *Service) Event(ctx context.Context, id string) (Event, error) {
 	if !eventIDPattern.MatchString(id) {
 		return Event{}, Errorf(ECodeNotFound, "no such event")
 	}
-	e, err := scanEvent(s.db.QueryRow(ctx, `SELECT `+eventColumns+` FROM events e WHERE e.id = $1`, id))
+	e, err := scanEvent(s.db.QueryRow(ctx, `SELECT `+eventColumns+` FROM events e`+eventCounts+` WHERE e.id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Event{}, Errorf(ECodeNotFound, "no such event")
 	}

@@ -36,7 +36,7 @@ func (a *app) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if _, err := a.Booking.Event(r.Context(), eventID); err != nil {
+	if _, err := a.Booking.Catalog(r.Context(), eventID); err != nil {
 		a.writeError(w, r, err)
 		return
 	}

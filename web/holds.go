@@ -38,7 +38,7 @@ func (a *app) handleHold(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, booking.Errorf(booking.ECodeBadRequest, `"seats" must list at least one seat id`))
 		return
 	}
-	if _, err := a.Booking.Event(r.Context(), eventID); err != nil {
+	if _, err := a.Booking.Catalog(r.Context(), eventID); err != nil {
 		a.writeError(w, r, err)
 		return
 	}

@@ -70,7 +70,7 @@ func (a *app) handleSetAdmission(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, booking.Errorf(booking.ECodeBadRequest, `"rate" must be between 0 and %d`, realtime.MaxAdmitRate))
 		return
 	}
-	if _, err := a.Booking.Event(r.Context(), eventID); err != nil {
+	if _, err := a.Booking.Catalog(r.Context(), eventID); err != nil {
 		a.writeError(w, r, err)
 		return
 	}

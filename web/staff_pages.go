@@ -318,7 +318,7 @@ func (a *app) applyAdmission(r *http.Request, eventID string, req admissionReque
 	if req.Rate != nil && (*req.Rate < 0 || *req.Rate > realtime.MaxAdmitRate) {
 		return realtime.AdmissionSettings{}, booking.Errorf(booking.ECodeBadRequest, "the rate must be between 0 and %d fans per second", realtime.MaxAdmitRate)
 	}
-	if _, err := a.Booking.Event(r.Context(), eventID); err != nil {
+	if _, err := a.Booking.Catalog(r.Context(), eventID); err != nil {
 		return realtime.AdmissionSettings{}, err
 	}
 	settings, err := a.Queue.SetAdmission(r.Context(), eventID, req.Rate, req.Paused)

@@ -48,7 +48,7 @@ type staffErrorMessage struct {
 // {"type":"stats",...} at once and then about once a second.
 func (a *app) handleStaffStatsSocket(w http.ResponseWriter, r *http.Request) {
 	eventID := r.PathValue("event")
-	if _, err := a.Booking.Event(r.Context(), eventID); err != nil {
+	if _, err := a.Booking.Catalog(r.Context(), eventID); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
@@ -77,7 +77,7 @@ func (a *app) handleStaffStatsSocket(w http.ResponseWriter, r *http.Request) {
 // last figures on the page.
 func (a *app) handleStaffCockpitSocket(w http.ResponseWriter, r *http.Request) {
 	eventID := r.PathValue("event")
-	if _, err := a.Booking.Event(r.Context(), eventID); err != nil {
+	if _, err := a.Booking.Catalog(r.Context(), eventID); err != nil {
 		a.renderError(w, r, err)
 		return
 	}

@@ -44,7 +44,7 @@ func (a *app) serveFanSocket(w http.ResponseWriter, r *http.Request, enc realtim
 	if !a.limit(w, r, "connect", fan) {
 		return
 	}
-	if _, err := a.Booking.Event(r.Context(), eventID); err != nil {
+	if _, err := a.Booking.Catalog(r.Context(), eventID); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
