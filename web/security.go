@@ -68,7 +68,7 @@ func (a *app) isStaff(r *http.Request) bool {
 	if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
 		return subtle.ConstantTimeCompare([]byte(strings.TrimPrefix(h, "Bearer ")), []byte(a.StaffToken)) == 1
 	}
-	if c, err := r.Cookie(staffCookie); err == nil {
+	if c, err := readCookie(r, staffCookie); err == nil {
 		if v, ok := a.sessions.verify("staff", c.Value); ok {
 			exp, err := strconv.ParseInt(strings.TrimPrefix(v, "staff:"), 10, 64)
 			return strings.HasPrefix(v, "staff:") && err == nil && time.Now().Unix() < exp

@@ -16,6 +16,27 @@ const (
 	staffCookie = "seatmap_staff"
 )
 
+// cookieName is the name a cookie is set under: over HTTPS with the
+// __Host- prefix, which browsers only accept with Secure, Path=/ and no
+// Domain — so no sibling subdomain or plain-HTTP page can plant it.
+func cookieName(base string, r *http.Request) string {
+	if isHTTPS(r) {
+		return "__Host-" + base
+	}
+	return base
+}
+
+// readCookie returns the request's cookie base, preferring the __Host-
+// form over HTTPS.
+func readCookie(r *http.Request, base string) (*http.Cookie, error) {
+	if isHTTPS(r) {
+		if c, err := r.Cookie("__Host-" + base); err == nil {
+			return c, nil
+		}
+	}
+	return r.Cookie(base)
+}
+
 // sessions signs and verifies the fan and staff cookies with HMAC-SHA256.
 // A cookie whose signature does not verify is treated as absent.
 type sessions struct {
@@ -66,14 +87,14 @@ func validFanID(id string) bool {
 // fan returns the request's fan id from its signed cookie, issuing a new
 // session cookie when there is none or it does not verify.
 func (s sessions) fan(w http.ResponseWriter, r *http.Request) string {
-	if c, err := r.Cookie(fanCookie); err == nil {
+	if c, err := readCookie(r, fanCookie); err == nil {
 		if id, ok := s.verify("fan", c.Value); ok && validFanID(id) {
 			return id
 		}
 	}
 	id := newFanID()
 	http.SetCookie(w, &http.Cookie{
-		Name:     fanCookie,
+		Name:     cookieName(fanCookie, r),
 		Value:    s.sign("fan", id),
 		Path:     "/",
 		HttpOnly: true,

@@ -77,7 +77,7 @@ func (a *app) handleStaffLogin(guard *staffLoginGuard) http.HandlerFunc {
 			return
 		}
 		http.SetCookie(w, &http.Cookie{
-			Name:     staffCookie,
+			Name:     cookieName(staffCookie, r),
 			Value:    a.staffToken(time.Now().Add(staffSessionTTL)),
 			Path:     "/",
 			HttpOnly: true,
@@ -165,7 +165,7 @@ func (a *app) staffPasswordOK(password string) bool {
 // handleStaffLogout: POST /staff/logout — clears the staff cookie.
 func (a *app) handleStaffLogout(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{
-		Name: staffCookie, Value: "", Path: "/", HttpOnly: true,
+		Name: cookieName(staffCookie, r), Value: "", Path: "/", HttpOnly: true,
 		SameSite: http.SameSiteLaxMode, Secure: isHTTPS(r), MaxAge: -1,
 	})
 	http.Redirect(w, r, "/staff/login", http.StatusSeeOther)
