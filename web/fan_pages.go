@@ -316,16 +316,8 @@ func (a *app) handleSeatList(w http.ResponseWriter, r *http.Request) {
 		}
 		a.render(w, r, status, templates.SeatListError(eventID, friendly(body.Error, body.Message)))
 	}
-	if !a.limitHTML(w, r, "snapshot", fan, fail) {
-		return
-	}
-	if _, err := a.Queue.Admitted(r.Context(), eventID, fan); err != nil {
-		fail(err)
-		return
-	}
-	secs, err := a.liveSections(r.Context(), eventID, fan)
-	if err != nil {
-		fail(err)
+	secs, ok := a.admittedSections(w, r, eventID, fan, fail)
+	if !ok {
 		return
 	}
 	a.render(w, r, http.StatusOK, templates.SeatList(templates.BuildSeatList(eventID, secs)))
@@ -338,19 +330,30 @@ func (a *app) handleSeatMapFragment(w http.ResponseWriter, r *http.Request) {
 	fan := a.sessions.fan(w, r)
 	eventID := r.PathValue("event")
 	fail := func(err error) { a.renderError(w, r, err) }
-	if !a.limitHTML(w, r, "snapshot", fan, fail) {
+	secs, ok := a.admittedSections(w, r, eventID, fan, fail)
+	if !ok {
 		return
+	}
+	a.render(w, r, http.StatusOK, templates.SeatMap(secs))
+}
+
+// admittedSections loads the live seat states an admitted fan may see (the
+// list view and the polling fallback), after the rate limit and admission
+// checks; on refusal it calls fail and returns false.
+func (a *app) admittedSections(w http.ResponseWriter, r *http.Request, eventID, fan string, fail func(error)) ([]templates.SectionView, bool) {
+	if !a.limitHTML(w, r, "snapshot", fan, fail) {
+		return nil, false
 	}
 	if _, err := a.Queue.Admitted(r.Context(), eventID, fan); err != nil {
 		fail(err)
-		return
+		return nil, false
 	}
 	secs, err := a.liveSections(r.Context(), eventID, fan)
 	if err != nil {
 		fail(err)
-		return
+		return nil, false
 	}
-	a.render(w, r, http.StatusOK, templates.SeatMap(secs))
+	return secs, true
 }
 
 // handleExtendHolds: POST /events/{event}/holds/extend (htmx) — the fan's
