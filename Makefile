@@ -31,3 +31,8 @@ vet:
 
 fuzz:
 	scripts/fuzz 60s
+
+# The long fault-injection suite (docs/RELIABILITY.md): its own Postgres and
+# Redis, real kills and restarts; the short suite runs in `make test`.
+faults:
+	FAULTS_LONG=1 go test -tags faults -count=1 -timeout 60m -v ./faults/

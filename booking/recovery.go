@@ -2,9 +2,12 @@ package booking
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // RecoveryReport counts what one RecoverCheckouts pass did.
@@ -159,15 +162,51 @@ func (s *Service) recoverAuthorized(ctx context.Context, ck *checkoutRow, cat *C
 			return err
 		}
 	}
-	if err := s.releasePayment(ctx, ck); err != nil {
-		return err
-	}
-	rep.Voided++
-	ok, err := s.failCheckout(ctx, ck.ID, stateAuthorized, holdLostRecovered(ck, cat))
-	if ok {
+	released, err := s.releaseAndFail(ctx, ck, holdLostRecovered(ck, cat))
+	if released {
+		rep.Voided++
 		rep.Failed++
 	}
 	return err
+}
+
+// releaseAndFail voids (or refunds) an authorized checkout's payment and
+// fails it — while holding the checkout's row lock and only if it is still
+// authorized. Every process runs recovery, and a pass working from an older
+// read must not undo a sale another pass (or the live request) has just
+// committed: the sale's transaction takes the same row lock for its
+// authorized → committed step, so exactly one of the two wins. It reports
+// whether it released the payment.
+func (s *Service) releaseAndFail(ctx context.Context, ck *checkoutRow, result *Error) (bool, error) {
+	body, err := json.Marshal(storedError{Error: result.Code, Message: result.Message, Seats: result.Seats})
+	if err != nil {
+		return false, fmt.Errorf("store: encode checkout result: %w", err)
+	}
+	released := false
+	err = inTx(ctx, s.db, func(tx pgx.Tx) error {
+		var state string
+		if err := tx.QueryRow(ctx, `SELECT state FROM checkouts WHERE id = $1 FOR UPDATE`, ck.ID).Scan(&state); err != nil {
+			return unavailable("store: lock checkout", err)
+		}
+		if state != stateAuthorized {
+			return nil // committed or failed meanwhile: nothing to undo
+		}
+		if err := s.releasePayment(ctx, ck); err != nil {
+			return err
+		}
+		released = true
+		if _, err := tx.Exec(ctx, `UPDATE checkouts SET state = 'failed', response_status = $2, response_body = $3, updated_at = now()
+			WHERE id = $1`, ck.ID, resultStatus(result.Code), body); err != nil {
+			return unavailable("store: fail checkout", err)
+		}
+		return nil
+	})
+	if err != nil {
+		// The payment may be voided while the checkout stays authorized: the
+		// next pass finds it again and its void is idempotent.
+		return false, err
+	}
+	return released, nil
 }
 
 func holdLostRecovered(ck *checkoutRow, cat *Catalog) *Error {

@@ -185,6 +185,13 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	}
 	redisCmd = startRedis()
 	waitFor(t, func() bool { return getStatus(t, base+"/readyz") == http.StatusOK })
+	// The restarted Redis has its default configuration; the server's new
+	// connections must turn keyspace notifications back on by themselves.
+	waitFor(t, func() bool {
+		out, err := exec.Command("redis-cli", "-p", port, "CONFIG", "GET", "notify-keyspace-events").Output()
+		flags := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "notify-keyspace-events"))
+		return err == nil && strings.ContainsAny(flags, "K") && strings.Contains(flags, "x") && strings.Contains(flags, "$") && strings.Contains(flags, "g")
+	})
 }
 
 func TestMigrateAndSeedCommands(t *testing.T) {

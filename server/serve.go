@@ -80,9 +80,11 @@ type Server struct {
 	queue   *realtime.WaitingRoom
 	hub     *realtime.Hub
 	sockets sync.WaitGroup
-	handler http.Handler
-	reg     *prometheus.Registry
-	workers []worker
+	// keyspaceWarn logs a refused CONFIG SET once, not per connection.
+	keyspaceWarn sync.Once
+	handler      http.Handler
+	reg          *prometheus.Registry
+	workers      []worker
 	// closeSockets closes every WebSocket with 1001 at shutdown.
 	closeSockets func()
 }
@@ -118,12 +120,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	opt.PoolSize = 64
 	opt.DialTimeout = 2 * time.Second
+	opt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
+		s.enableKeyspaceEvents(ctx, cn)
+		return nil
+	}
 	s.rdb = redis.NewClient(opt)
 	if err := s.rdb.Ping(cctx).Err(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("REDIS_URL: cannot reach Redis: %w", err)
 	}
-	s.enableKeyspaceEvents(cctx)
+	s.enableKeyspaceEvents(cctx, s.rdb)
 
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(s.reg)
@@ -186,27 +192,38 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
+// configCmds is what enableKeyspaceEvents needs of a Redis client or a
+// single connection.
+type configCmds interface {
+	ConfigGet(ctx context.Context, parameter string) *redis.MapStringStringCmd
+	ConfigSet(ctx context.Context, parameter, value string) *redis.StatusCmd
+}
+
 // enableKeyspaceEvents adds the notification classes seatmap needs to what
-// Redis already has. Where CONFIG is not allowed (managed Redis), it logs how
-// to enable them by hand.
-func (s *Server) enableKeyspaceEvents(ctx context.Context) {
-	cur, err := s.rdb.ConfigGet(ctx, "notify-keyspace-events").Result()
+// Redis already has. It runs at start and on every new Redis connection
+// (OnConnect), so a Redis restarted with its default configuration gets them
+// back before the live map's listener resubscribes. Where CONFIG is not
+// allowed (managed Redis), it logs once how to enable them by hand.
+func (s *Server) enableKeyspaceEvents(ctx context.Context, c configCmds) {
+	cur, err := c.ConfigGet(ctx, "notify-keyspace-events").Result()
 	have := ""
 	if err == nil {
 		have = cur["notify-keyspace-events"]
 	}
 	want := have
-	for _, c := range keyspaceEvents {
-		if !strings.ContainsRune(want, c) && !(strings.ContainsRune(want, 'A') && strings.ContainsRune("x$g", c)) {
-			want += string(c)
+	for _, ch := range keyspaceEvents {
+		if !strings.ContainsRune(want, ch) && !(strings.ContainsRune(want, 'A') && strings.ContainsRune("x$g", ch)) {
+			want += string(ch)
 		}
 	}
 	if err == nil && want == have {
 		return
 	}
-	if err := s.rdb.ConfigSet(ctx, "notify-keyspace-events", want).Err(); err != nil {
-		s.log.Error("cannot enable Redis keyspace notifications: live seat maps will not update. "+
-			"Enable them in redis.conf or your provider's console: notify-keyspace-events "+keyspaceEvents, "err", err)
+	if err := c.ConfigSet(ctx, "notify-keyspace-events", want).Err(); err != nil {
+		s.keyspaceWarn.Do(func() {
+			s.log.Error("cannot enable Redis keyspace notifications: live seat maps will not update. "+
+				"Enable them in redis.conf or your provider's console: notify-keyspace-events "+keyspaceEvents, "err", err)
+		})
 		return
 	}
 	s.log.Info("enabled Redis keyspace notifications", "notify-keyspace-events", want)
