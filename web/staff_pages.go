@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,6 +177,9 @@ func (a *app) handleStaffLogout(w http.ResponseWriter, r *http.Request) {
 // redirects off the site.
 func staffNext(next string) string {
 	local := next == "/staff" || strings.HasPrefix(next, "/staff/") || strings.HasPrefix(next, "/staff?")
+	if u, err := url.ParseRequestURI(next); err != nil || u.Scheme != "" || u.Host != "" {
+		return "/staff"
+	}
 	if !local || len(next) > 512 || strings.ContainsAny(next, "\\\r\n\t") ||
 		strings.HasPrefix(next, "/staff/login") || strings.HasPrefix(next, "/staff/logout") {
 		return "/staff"
