@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -163,7 +164,7 @@ func TestReadyzFollowsRedis(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, func() bool {
-			c, err := (&netDialer{}).dial("127.0.0.1:" + port)
+			c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
 			if err == nil {
 				c.Close()
 			}

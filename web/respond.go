@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -122,6 +121,3 @@ func jsonProblem(err error) string {
 		return "cannot decode"
 	}
 }
-
-// logger is a tiny alias so handler files read well.
-type logger = *slog.Logger

@@ -4,7 +4,6 @@ import (
 	"net/http"
 
 	"seatmap/booking"
-	"seatmap/realtime"
 )
 
 // StaffStats is the staff view of one event (API.md "Staff").
@@ -19,7 +18,7 @@ type StaffStats struct {
 
 // staffStats gathers an event's sale and queue figures.
 func (a *app) staffStats(r *http.Request, eventID string) (StaffStats, error) {
-	if _, err := a.Booking.Event(r.Context(), eventID); err != nil {
+	if _, err := a.Booking.Catalog(r.Context(), eventID); err != nil {
 		return StaffStats{}, err
 	}
 	sale, err := a.Booking.Stats(r.Context(), eventID)
@@ -56,30 +55,16 @@ type admissionRequest struct {
 // handleSetAdmission: POST /api/staff/events/{event}/admission — rate and
 // pause, applied cluster-wide within 2 s.
 func (a *app) handleSetAdmission(w http.ResponseWriter, r *http.Request) {
-	eventID := r.PathValue("event")
 	var req admissionRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	if req.Rate == nil && req.Paused == nil {
-		a.writeError(w, r, booking.Errorf(booking.ECodeBadRequest, `give "rate" (fans per second) and/or "paused" (true or false)`))
-		return
-	}
-	if req.Rate != nil && (*req.Rate < 0 || *req.Rate > realtime.MaxAdmitRate) {
-		a.writeError(w, r, booking.Errorf(booking.ECodeBadRequest, `"rate" must be between 0 and %d`, realtime.MaxAdmitRate))
-		return
-	}
-	if _, err := a.Booking.Catalog(r.Context(), eventID); err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	settings, err := a.Queue.SetAdmission(r.Context(), eventID, req.Rate, req.Paused)
+	settings, err := a.applyAdmission(r, r.PathValue("event"), req)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	a.audit(r, eventID, "admission", req)
 	writeJSON(w, http.StatusOK, settings)
 }
 

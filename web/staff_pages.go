@@ -317,7 +317,7 @@ func parseAdmissionForm(w http.ResponseWriter, r *http.Request) (admissionReques
 // bad_request, not_found, unavailable.
 func (a *app) applyAdmission(r *http.Request, eventID string, req admissionRequest) (realtime.AdmissionSettings, error) {
 	if req.Rate == nil && req.Paused == nil {
-		return realtime.AdmissionSettings{}, booking.Errorf(booking.ECodeBadRequest, "choose pause, resume or a rate")
+		return realtime.AdmissionSettings{}, booking.Errorf(booking.ECodeBadRequest, `give a rate (fans per second) and/or paused (true or false)`)
 	}
 	if req.Rate != nil && (*req.Rate < 0 || *req.Rate > realtime.MaxAdmitRate) {
 		return realtime.AdmissionSettings{}, booking.Errorf(booking.ECodeBadRequest, "the rate must be between 0 and %d fans per second", realtime.MaxAdmitRate)
