@@ -263,6 +263,9 @@ func (p *parser) uint() (uint64, error) {
 	if p.i == start {
 		return 0, p.fail("number")
 	}
+	if p.b[start] == '0' && p.i-start > 1 {
+		return 0, fmt.Errorf("%w: number with a leading zero at offset %d", errFrame, start)
+	}
 	n, err := strconv.ParseUint(string(p.b[start:p.i]), 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("%w: number at offset %d: %v", errFrame, start, err)
@@ -326,7 +329,7 @@ func (p *parser) skip(depth int) error {
 		for p.i < len(p.b) && isNumberByte(p.b[p.i]) {
 			p.i++
 		}
-		if _, err := strconv.ParseFloat(string(p.b[start:p.i]), 64); err != nil {
+		if !json.Valid(p.b[start:p.i]) { // JSON's number grammar: no 007, +1, .5
 			return fmt.Errorf("%w: number at offset %d", errFrame, start)
 		}
 		return nil
