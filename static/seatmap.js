@@ -335,6 +335,26 @@
   // ---- Timers ---------------------------------------------------------------
 
   document.addEventListener('htmx:afterSwap', tickTimers);
+
+  // The hold panel is re-rendered whenever the fan's holds change (a click's
+  // answer, a live update, a refresh), possibly while the fan is typing.
+  // Remember what was typed into the checkout form and put it back into a
+  // re-rendered form, so no swap can wipe it (htmx's hx-preserve lost the
+  // inputs when two swaps of the panel raced). A confirmed order clears it.
+  var typed = {};
+  document.addEventListener('input', function (e) {
+    var t = e.target;
+    if (t && (t.id === 'card' || t.id === 'email')) { typed[t.id] = t.value; }
+  });
+  function restoreTyped() {
+    if (document.querySelector('[data-testid="order-confirmation"]')) { typed = {}; return; }
+    ['card', 'email'].forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el && !el.value && typed[id]) { el.value = typed[id]; }
+    });
+  }
+  document.addEventListener('htmx:afterSettle', restoreTyped);
+  document.addEventListener('htmx:oobAfterSwap', restoreTyped);
   document.addEventListener('htmx:oobAfterSwap', tickTimers);
   setInterval(tickTimers, 1000);
   tickTimers();

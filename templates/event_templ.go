@@ -1074,7 +1074,7 @@ func HoldPanel(h HoldsView, oob bool) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 76, "\"> <label for=\"card\">Card number</label> <input id=\"card\" name=\"card\" type=\"text\" inputmode=\"numeric\" autocomplete=\"cc-number\" required hx-preserve=\"true\"> <label for=\"email\">Email</label> <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" required hx-preserve=\"true\"><p class=\"muted\">Test cards: 4242 4242 4242 4242 approves, 4000 0000 0000 0002 declines.</p><button type=\"submit\">Pay ")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 76, "\"> <label for=\"card\">Card number</label> <input id=\"card\" name=\"card\" type=\"text\" inputmode=\"numeric\" autocomplete=\"cc-number\" required> <label for=\"email\">Email</label> <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" required><p class=\"muted\">Test cards: 4242 4242 4242 4242 approves, 4000 0000 0000 0002 declines.</p><button type=\"submit\">Pay ")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
