@@ -177,7 +177,7 @@ func (a *app) handleStaffLogout(w http.ResponseWriter, r *http.Request) {
 // redirects off the site.
 func staffNext(next string) string {
 	local := next == "/staff" || strings.HasPrefix(next, "/staff/") || strings.HasPrefix(next, "/staff?")
-	if u, err := url.ParseRequestURI(next); err != nil || u.Scheme != "" || u.Host != "" {
+	if u, err := url.Parse(next); err != nil || u.Scheme != "" || u.Host != "" {
 		return "/staff"
 	}
 	if !local || len(next) > 512 || strings.ContainsAny(next, "\\\r\n\t") ||
