@@ -23,7 +23,8 @@ type Hooks struct {
 	NotificationLag func(d time.Duration)
 	// Resync is called after every rebuild of an event's seat state from
 	// Redis and SQL (the first subscribe, every resubscribe after a lost
-	// Redis connection, an overflow of pending notifications, Hub.Resync).
+	// Redis connection, an overflow of pending notifications, Hub.Resync),
+	// before its snapshots go out, under the event's lock: it must be quick.
 	Resync func()
 }
 

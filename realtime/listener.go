@@ -406,9 +406,11 @@ func (f *feed) rebuild(sold []soldNote) error {
 		}
 	}
 	m.seq++
+	// Count the rebuild before any socket can see its snapshot, so whoever
+	// has the snapshot also sees the count (the hook is a counter: cheap).
+	f.h.opts.Hooks.resync()
 	r.publishSnapshotLocked()
 	r.mu.Unlock()
-	f.h.opts.Hooks.resync()
 	return nil
 }
 
