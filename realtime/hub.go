@@ -34,6 +34,12 @@ type Options struct {
 	// one `seats` message per connection per interval keeps per-message CPU,
 	// the limit of fan-out, bounded whatever the rate of holds.
 	PushInterval time.Duration
+	// PushBudget is how many WebSocket messages per second seat-change
+	// batches may cost this process, all events together (API: PUSH_BUDGET,
+	// default 50,000; negative: unlimited). A batch to n connections costs
+	// n; a tick over budget leaves its changes pending, to coalesce with
+	// later ones into the next batch that fits (see fanoutBudget).
+	PushBudget int
 	// SendQueue is each connection's send queue capacity in frames (default
 	// 64, six seconds of batches at the default interval). A connection whose
 	// queue is full is closed as a slow consumer.
@@ -78,6 +84,9 @@ type Options struct {
 func (o Options) withDefaults(rdb redis.UniversalClient) Options {
 	if o.PushInterval <= 0 {
 		o.PushInterval = 100 * time.Millisecond
+	}
+	if o.PushBudget == 0 {
+		o.PushBudget = 50_000
 	}
 	if o.SendQueue <= 0 {
 		o.SendQueue = 64
@@ -128,6 +137,8 @@ type Hub struct {
 	store SeatStore
 	opts  Options
 
+	fanout *fanoutBudget // shared by every event's batches
+
 	ctx    context.Context // cancelled by Close; parent of every feed
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // feed goroutines
@@ -146,10 +157,12 @@ type Hub struct {
 // "Kg$x" or more); the server sets that at start.
 func NewHub(rdb redis.UniversalClient, store SeatStore, opts Options) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
+	opts = opts.withDefaults(rdb)
 	return &Hub{
 		rdb:    rdb,
 		store:  store,
-		opts:   opts.withDefaults(rdb),
+		opts:   opts,
+		fanout: newFanoutBudget(opts.PushBudget),
 		ctx:    ctx,
 		cancel: cancel,
 		rooms:  make(map[string]*room),
@@ -316,6 +329,13 @@ func (r *room) add(c *conn) {
 			c.enqueue(frame{body: c.enc.HoldExpiring(r.seats.catalog.Order[i], e.expires)})
 		}
 	}
+}
+
+// connections returns how many connections r has.
+func (r *room) connections() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.nconns
 }
 
 // remove unregisters c.

@@ -213,8 +213,9 @@ type hubInstance struct {
 	cancel  context.CancelFunc
 	handler sync.WaitGroup
 
-	resyncs atomic.Int64
-	slow    atomic.Int64
+	resyncs  atomic.Int64
+	deferred atomic.Int64
+	slow     atomic.Int64
 	sent    atomic.Int64
 	conns   atomic.Int64
 	lagMax  atomic.Int64
@@ -246,6 +247,7 @@ func (e *seatEnv) newInstanceBuffered(tb testing.TB, name string, opts Options, 
 		MessagesSent:       func(n int) { in.sent.Add(int64(n)) },
 		SlowConsumerClosed: func() { in.slow.Add(1) },
 		Resync:             func() { in.resyncs.Add(1) },
+		BatchDeferred:      func() { in.deferred.Add(1) },
 		NotificationLag: func(d time.Duration) {
 			for {
 				cur := in.lagMax.Load()

@@ -26,6 +26,9 @@ type Hooks struct {
 	// Redis connection, an overflow of pending notifications, Hub.Resync),
 	// before its snapshots go out, under the event's lock: it must be quick.
 	Resync func()
+	// BatchDeferred is called for every tick whose changes waited because
+	// the fan-out budget (Options.PushBudget) was spent.
+	BatchDeferred func()
 }
 
 func (h Hooks) connections(delta int) {
@@ -55,5 +58,11 @@ func (h Hooks) notificationLag(d time.Duration) {
 func (h Hooks) resync() {
 	if h.Resync != nil {
 		h.Resync()
+	}
+}
+
+func (h Hooks) batchDeferred() {
+	if h.BatchDeferred != nil {
+		h.BatchDeferred()
 	}
 }

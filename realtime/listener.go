@@ -243,6 +243,13 @@ func (f *feed) tick() {
 	}
 	f.mu.Unlock()
 	pending = f.runDue(pending)
+	if !resync && (len(pending) > 0 || len(sold) > 0) && !f.h.fanout.allow(f.h.opts.Now(), f.r.connections()) {
+		// Over the process's fan-out budget: these changes wait and
+		// coalesce with the next ones (the latest state of a seat wins).
+		f.putBack(false, pending, sold)
+		f.h.opts.Hooks.batchDeferred()
+		return
+	}
 
 	var err error
 	switch {

@@ -57,6 +57,10 @@ type Config struct {
 	// connection (PUSH_INTERVAL, default 100ms: per-message CPU, not Redis,
 	// limits fan-out, so batching is what scales).
 	PushInterval time.Duration
+	// PushBudget is how many WebSocket messages per second seat-change
+	// batches may cost the process (PUSH_BUDGET, default 50000; 0:
+	// unlimited). Over it, changes coalesce into fewer batches.
+	PushBudget int
 	// HoldCooldown is how long a fan must wait to re-hold a seat whose hold
 	// of theirs expired unpaid (HOLD_COOLDOWN, default 1m): it stops one fan
 	// from keeping seats off the market by re-holding them forever.
@@ -90,6 +94,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		MaxSeatsPerFan:     6,
 		PaymentWindow:      2 * time.Minute,
 		PushInterval:       100 * time.Millisecond,
+		PushBudget:         50_000,
 		HoldCooldown:       time.Minute,
 		MaxConnsPerAddress: 2000,
 		Limits:             web.DefaultLimits(),
@@ -140,6 +145,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	num("MAX_SEATS_PER_FAN", &c.MaxSeatsPerFan, 1)
 	dur("PAYMENT_WINDOW", &c.PaymentWindow)
 	dur("PUSH_INTERVAL", &c.PushInterval)
+	num("PUSH_BUDGET", &c.PushBudget, 0)
 	dur("HOLD_COOLDOWN", &c.HoldCooldown)
 	num("MAX_CONNS_PER_ADDRESS", &c.MaxConnsPerAddress, 0)
 	if v := strings.TrimSpace(getenv("RATE_LIMIT_PER_ADDRESS")); v != "" {

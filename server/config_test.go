@@ -33,7 +33,7 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{name: "defaults", env: base, check: func(t *testing.T, c Config) {
 			if c.Addr != "127.0.0.1:8080" || c.HoldTTL != 5*time.Minute || c.AdmitRate != 500 || c.AdmitTTL != 10*time.Minute ||
-				c.MaxSeatsPerFan != 6 || c.PaymentWindow != 2*time.Minute || c.PushInterval != 100*time.Millisecond {
+				c.MaxSeatsPerFan != 6 || c.PaymentWindow != 2*time.Minute || c.PushInterval != 100*time.Millisecond || c.PushBudget != 50_000 {
 				t.Errorf("defaults wrong: %+v", c)
 			}
 			if !c.StaffTokenRandom || len(c.StaffToken) < 16 || !c.SessionSecretRandom || len(c.SessionSecret) != 32 {
@@ -41,9 +41,9 @@ func TestLoadConfig(t *testing.T) {
 			}
 		}},
 		{name: "overrides", env: with("ADDR", ":9000", "HOLD_TTL", "2s", "ADMIT_RATE", "0", "MAX_SEATS_PER_FAN", "2",
-			"PUSH_INTERVAL", "250ms", "ALLOWED_ORIGINS", "a.example, *.b.example", "STAFF_TOKEN", "tok", "SESSION_SECRET", "0123456789abcdef"),
+			"PUSH_INTERVAL", "250ms", "PUSH_BUDGET", "0", "ALLOWED_ORIGINS", "a.example, *.b.example", "STAFF_TOKEN", "tok", "SESSION_SECRET", "0123456789abcdef"),
 			check: func(t *testing.T, c Config) {
-				if c.Addr != ":9000" || c.HoldTTL != 2*time.Second || c.AdmitRate != 0 || c.MaxSeatsPerFan != 2 || c.PushInterval != 250*time.Millisecond {
+				if c.Addr != ":9000" || c.HoldTTL != 2*time.Second || c.AdmitRate != 0 || c.MaxSeatsPerFan != 2 || c.PushInterval != 250*time.Millisecond || c.PushBudget != 0 {
 					t.Errorf("overrides not applied: %+v", c)
 				}
 				if len(c.AllowedOrigins) != 2 || c.AllowedOrigins[1] != "*.b.example" {
@@ -63,6 +63,7 @@ func TestLoadConfig(t *testing.T) {
 		{name: "negative rate names it", env: with("ADMIT_RATE", "-5"), wantErr: "ADMIT_RATE"},
 		{name: "zero seat limit names it", env: with("MAX_SEATS_PER_FAN", "0"), wantErr: "MAX_SEATS_PER_FAN"},
 		{name: "tiny push interval names it", env: with("PUSH_INTERVAL", "1ms"), wantErr: "PUSH_INTERVAL"},
+		{name: "negative push budget names it", env: with("PUSH_BUDGET", "-1"), wantErr: "PUSH_BUDGET"},
 		{name: "short session secret names it", env: with("SESSION_SECRET", "short"), wantErr: "SESSION_SECRET"},
 		{name: "admit ttl names it", env: with("ADMIT_TTL", "x"), wantErr: "ADMIT_TTL"},
 	}

@@ -28,6 +28,7 @@ type metrics struct {
 	slowClosed      prometheus.Counter
 	notifyLag       prometheus.Histogram
 	resyncs         prometheus.Counter
+	batchDeferred   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -65,7 +66,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Time from a hold's change in Redis to its batch being queued to every socket.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)})
 	m.resyncs = prometheus.NewCounter(prometheus.CounterOpts{Name: "seatmap_seat_state_resyncs_total",
 		Help: "Rebuilds of an event's seat state from Redis and SQL."})
-	reg.MustRegister(m.connections, m.messagesSent, m.slowClosed, m.notifyLag, m.resyncs)
+	m.batchDeferred = prometheus.NewCounter(prometheus.CounterOpts{Name: "seatmap_seat_batches_deferred_total",
+		Help: "Ticks whose seat changes waited for the fan-out budget (PUSH_BUDGET) and coalesced into a later batch."})
+	reg.MustRegister(m.connections, m.messagesSent, m.slowClosed, m.notifyLag, m.resyncs, m.batchDeferred)
 	reg.MustRegister(m.checkouts, m.checkoutSeconds, m.commitSeconds, m.holds, m.outboxLag, m.reconciled,
 		m.admitted, m.skipped, m.positions, m.queueLength, m.admitRate)
 	return m
@@ -101,5 +104,6 @@ func (m *metrics) hubHooks() realtime.Hooks {
 		SlowConsumerClosed: func() { m.slowClosed.Inc() },
 		NotificationLag:    func(d time.Duration) { m.notifyLag.Observe(d.Seconds()) },
 		Resync:             func() { m.resyncs.Inc() },
+		BatchDeferred:      func() { m.batchDeferred.Inc() },
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -165,13 +166,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.hub = realtime.NewHub(s.rdb, s.booking, realtime.Options{
 		PushInterval: cfg.PushInterval,
+		PushBudget:   cmp.Or(cfg.PushBudget, -1), // 0 in the config: unlimited
 		HoldTTL:      cfg.HoldTTL,
 		Hooks:        m.hubHooks(),
 		Logger:       log,
 	})
-	shutdown := make(chan struct{})
-	var once sync.Once
-	s.closeSockets = func() { once.Do(func() { close(shutdown) }) }
+	shutdown, closeSockets := context.WithCancel(context.Background())
+	s.closeSockets = closeSockets
 	s.handler = web.NewHandler(web.Deps{
 		Booking:            s.booking,
 		Queue:              s.queue,

@@ -21,8 +21,9 @@ type Deps struct {
 	Queue *realtime.WaitingRoom
 	// Hub serves the fans' live sockets (waiting room and seat map).
 	Hub *realtime.Hub
-	// Shutdown is closed when the server shuts down: sockets close with 1001.
-	Shutdown <-chan struct{}
+	// Shutdown is cancelled when the server shuts down: sockets close with
+	// 1001. Nil: never.
+	Shutdown context.Context
 	// Sockets counts open sockets so shutdown can wait for their close
 	// frames (nil: not counted).
 	Sockets *sync.WaitGroup

@@ -320,7 +320,8 @@ func TestStaffStatsSocket(t *testing.T) {
 
 func TestStaffStatsSocketClosesWith1001OnShutdown(t *testing.T) {
 	t.Parallel()
-	shutdown := make(chan struct{})
+	shutdown, closeSockets := context.WithCancel(context.Background())
+	defer closeSockets()
 	w := newWorld(t, func(d *web.Deps) { d.Shutdown = shutdown })
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -331,7 +332,7 @@ func TestStaffStatsSocketClosesWith1001OnShutdown(t *testing.T) {
 	}
 	defer ws.CloseNow()
 	mustReadJSON(t, ctx, ws)
-	close(shutdown)
+	closeSockets()
 	for {
 		_, _, err := ws.Read(ctx)
 		if err == nil {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -21,19 +22,10 @@ func (a *app) acceptWS(w http.ResponseWriter, r *http.Request) (*websocket.Conn,
 }
 
 // serverContext returns a context cancelled when the server shuts down, so
-// sockets (whose request contexts outlive Shutdown) close with 1001.
+// sockets (whose request contexts outlive Shutdown) close with 1001. It is
+// a child of Deps.Shutdown, which costs no goroutine per socket.
 func (a *app) serverContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
-	if a.Shutdown != nil {
-		go func() {
-			select {
-			case <-a.Shutdown:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-	}
-	return ctx, cancel
+	return context.WithCancel(cmp.Or(a.Shutdown, context.Background()))
 }
 
 // serveFanSocket is both fan sockets: the JSON API one and the htmx page's,
