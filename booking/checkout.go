@@ -150,10 +150,13 @@ func paymentKey(checkoutID string) string { return "checkout:" + checkoutID }
 // not_found for an unknown event; idempotency_conflict when the key was used
 // with another body or is still in flight after ~10 s; hold_lost when the
 // fan holds nothing, a hold is gone, someone else's or about to lapse, or the
-// seats were sold meanwhile (any authorization is voided); payment_declined
-// (holds kept); unavailable when a backend failed — if the card may have
-// been charged the checkout is left to RecoverCheckouts, which finishes or
-// voids it. Safe for concurrent use.
+// seats were sold meanwhile (any authorization is voided); seat_limit when
+// the sale transaction finds the fan already bought so many seats of the
+// event that these would exceed MaxSeatsPerFan (authorization voided, holds
+// kept) — Redis checks the limit at hold time, but only SQL is sure after
+// Redis lost data; payment_declined (holds kept); unavailable when a
+// backend failed — if the card may have been charged the checkout is left
+// to RecoverCheckouts, which finishes or voids it. Safe for concurrent use.
 func (s *Service) Checkout(ctx context.Context, req CheckoutRequest) (Order, error) {
 	start := time.Now()
 	o, err := s.checkout(ctx, req)
@@ -271,14 +274,20 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 
 // completeAuthorized runs the sale for an authorized checkout: the SQL
 // transaction, then capture and Redis bookkeeping. If the seats were sold
-// meanwhile it voids the authorization and fails the checkout (hold_lost).
+// meanwhile (hold_lost) or the fan already bought too many seats
+// (seat_limit) it voids the authorization and fails the checkout.
 // errMoved means another actor changed the checkout first.
 func (s *Service) completeAuthorized(ctx context.Context, ck *checkoutRow, cat *Catalog) (Order, error) {
 	o, err := s.commitSale(ctx, ck, cat)
+	var limit *fanLimitError
 	switch {
 	case errors.Is(err, errSeatConflict):
 		return Order{}, s.voidAndFail(ctx, ck, &Error{Code: ECodeHoldLost,
 			Message: "your seats were sold to someone else while paying; the charge was cancelled", Seats: ck.seatList(cat)})
+	case errors.As(err, &limit):
+		// The fan's holds stay: they may release some and check out again
+		// within the limit, or let them lapse.
+		return Order{}, s.voidAndFail(ctx, ck, limit.result())
 	case err != nil:
 		return Order{}, err
 	}
@@ -295,9 +304,10 @@ func (s *Service) completeAuthorized(ctx context.Context, ck *checkoutRow, cat *
 }
 
 // voidAndFail undoes the authorization of a checkout whose sale can never
-// commit (its seats' versions moved on) and fails it with result. If the
-// void's outcome is unknown, the checkout stays authorized and the recovery
-// worker voids it later; the fan is told the same either way.
+// commit (its seats' versions moved on, or the seat limit refused it) and
+// fails it with result. If the void's outcome is unknown, the checkout
+// stays authorized and the recovery worker voids it later; the fan is told
+// the same either way.
 func (s *Service) voidAndFail(ctx context.Context, ck *checkoutRow, result *Error) error {
 	if err := s.payments.Void(ctx, ck.PaymentID); err != nil {
 		s.log.Warn("checkout: void failed, left to recovery", "checkout", ck.ID, "payment", ck.PaymentID, "err", err)
@@ -384,6 +394,8 @@ func resultStatus(code string) int {
 		return 503
 	case ECodeBadRequest:
 		return 400
+	case ECodeSeatLimit:
+		return 422
 	}
 	return 409
 }

@@ -164,12 +164,15 @@ func (s *Service) failDeclined(ctx context.Context, id, paymentID string, result
 
 // commitSale is the sale's one transaction, for an authorized checkout:
 // move the checkout to committed (compare-and-set, so only one actor runs
-// it), insert the order, sell every seat at the version its hold carried
-// (rows affected must equal the seats), insert the items at the sections'
-// prices and the outbox row, store the 201 answer and NOTIFY the relay.
+// it), check the fan's seat limit, insert the order, sell every seat at
+// the version its hold carried (rows affected must equal the seats), insert
+// the items at the sections' prices and the outbox row, store the 201
+// answer and NOTIFY the relay.
 // It returns errSeatConflict (rolled back) if any seat was sold or moved on,
-// errMoved if the checkout was not authorized, unavailable on other
-// database failures. Deadlocks and serialization failures are retried.
+// *fanLimitError (rolled back) if the fan would own more than
+// MaxSeatsPerFan seats of the event (checkFanLimit), errMoved if the
+// checkout was not authorized, unavailable on other database failures.
+// Deadlocks and serialization failures are retried.
 func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog) (Order, error) {
 	seats := ck.seatList(cat)
 	versions := make([]int32, len(seats))
@@ -191,6 +194,12 @@ func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog)
 			}
 			if tag.RowsAffected() != 1 {
 				return errMoved
+			}
+			if err := s.checkFanLimit(ctx, tx, ck.EventID, ck.FanID, len(seats)); err != nil {
+				return err
+			}
+			if err := s.step("fan_limit_checked"); err != nil {
+				return err
 			}
 			err = tx.QueryRow(ctx, `INSERT INTO orders (event_id, id, session_id, email, status, total_cents, checkout_key)
 				VALUES ($1, $2, $3, $4, 'confirmed', $5, $6) RETURNING created_at`,
@@ -243,13 +252,72 @@ func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog)
 	if f := s.hook().CommitLatency; f != nil {
 		f(time.Since(start))
 	}
+	var limit *fanLimitError
 	switch {
 	case err == nil:
 		return o, nil
-	case errors.Is(err, errSeatConflict), errors.Is(err, errMoved):
+	case errors.Is(err, errSeatConflict), errors.Is(err, errMoved), errors.As(err, &limit):
 		return Order{}, err
 	}
 	return Order{}, unavailable("store: commit sale", err)
+}
+
+// fanLimitError is commitSale's refusal by the per-fan limit: the fan
+// already bought Bought seats of the event, so Asked more would exceed Max
+// (MaxSeatsPerFan). The transaction was rolled back.
+type fanLimitError struct {
+	Max, Bought, Asked int
+}
+
+func (e *fanLimitError) Error() string {
+	return fmt.Sprintf("booking: fan already bought %d seats, %d more would exceed the limit of %d", e.Bought, e.Asked, e.Max)
+}
+
+// result is the answer a fan gets for a sale refused by the seat limit.
+func (e *fanLimitError) result() *Error {
+	left := e.Max - e.Bought
+	if left <= 0 {
+		return Errorf(ECodeSeatLimit, "at most %d seats per fan: you already bought %d, so you cannot buy more; "+
+			"the charge was cancelled", e.Max, e.Bought)
+	}
+	return Errorf(ECodeSeatLimit, "at most %d seats per fan: you already bought %d, so you can buy %d more, not %d; "+
+		"release some seats and check out again (the charge was cancelled)", e.Max, e.Bought, left, e.Asked)
+}
+
+// checkFanLimit is the authoritative MAX_SEATS_PER_FAN check, run inside
+// the sale transaction before the order is written: the seats the fan
+// already has in confirmed orders of the event plus asked may not exceed
+// the limit, else *fanLimitError. The Redis check at hold time counts
+// fanbought:{E}:{fan}, which is empty after Redis loses data until the
+// reconciler rebuilds it; this one cannot be fooled that way.
+//
+// Two sales of one fan must not both count before either commits, and a
+// row lock cannot serialise them: before a fan's first purchase there is no
+// row of theirs to lock (the orders they would conflict on do not exist
+// yet). So the transaction first takes a transaction-scoped advisory lock
+// on (event, fan) — the two-int4 form, hashtext of each, a key space of its
+// own that no other lock of ours uses — held until commit or rollback. Only
+// sales of the same fan (or, rarely, a hash collision) wait for each other.
+// Under READ COMMITTED each statement takes a fresh snapshot, so the count,
+// run after the lock is granted, sees every sale that held it before.
+//
+// The count walks orders_session (event_id, session_id) and the primary
+// key of order_items (event_id, order_id, …): no extra index is needed.
+func (s *Service) checkFanLimit(ctx context.Context, tx pgx.Tx, eventID, fanID string, asked int) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))`, eventID, fanID); err != nil {
+		return fmt.Errorf("store: lock fan's purchases: %w", err)
+	}
+	var bought int
+	err := tx.QueryRow(ctx, `SELECT count(*) FROM orders o
+		JOIN order_items i ON i.event_id = o.event_id AND i.order_id = o.id
+		WHERE o.event_id = $1 AND o.session_id = $2 AND o.status = 'confirmed'`, eventID, fanID).Scan(&bought)
+	if err != nil {
+		return fmt.Errorf("store: count fan's bought seats: %w", err)
+	}
+	if bought+asked > s.cfg.MaxSeatsPerFan {
+		return &fanLimitError{Max: s.cfg.MaxSeatsPerFan, Bought: bought, Asked: asked}
+	}
+	return nil
 }
 
 // isRetryable reports a deadlock (40P01) or serialization failure (40001).

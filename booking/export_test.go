@@ -3,8 +3,10 @@ package booking
 // Test seams, compiled only into this package's tests.
 
 // SetCrashHook makes the flows of s consult f at their named steps
-// ("authorized", "committed", "relay_published"); a non-nil error stops the
-// flow there, as if the process had died.
+// ("authorized", "committed", "relay_published", and "fan_limit_checked"
+// inside the sale transaction, just after the per-fan limit passed); a
+// non-nil error stops the flow there, as if the process had died. f may
+// also block, to hold a flow at a step.
 func SetCrashHook(s *Service, f func(step string) error) { s.crashAt = f }
 
 // ScopeToEvent restricts RecoverCheckouts and RelayOutbox of s to one event,

@@ -36,7 +36,8 @@ const recoverBatch = 500
 //   - authorized: if every seat is still available in SQL at the version
 //     its hold carried and no other fan holds it in Redis, the sale is
 //     committed (then finished as below); otherwise the authorization is
-//     voided and the checkout fails with hold_lost;
+//     voided and the checkout fails with hold_lost (seat_limit if the sale
+//     transaction found the fan's limit reached);
 //   - committed: the payment is captured, the sale recorded in Redis and the
 //     checkout completed.
 //
@@ -139,14 +140,17 @@ func (s *Service) recoverOne(ctx context.Context, ck *checkoutRow, rep *Recovery
 }
 
 // recoverAuthorized commits an authorized checkout whose seats are still
-// free for it, or voids its authorization and fails it.
+// free for it, or voids its authorization and fails it (hold_lost, or
+// seat_limit when the sale transaction refused it for the fan's limit).
 func (s *Service) recoverAuthorized(ctx context.Context, ck *checkoutRow, cat *Catalog, rep *RecoveryReport) error {
 	free, err := s.seatsStillFree(ctx, ck, cat)
 	if err != nil {
 		return err
 	}
+	result := holdLostRecovered(ck, cat)
 	if free {
 		_, err := s.commitSale(ctx, ck, cat)
+		var limit *fanLimitError
 		switch {
 		case errors.Is(err, errMoved):
 			return nil
@@ -158,11 +162,13 @@ func (s *Service) recoverAuthorized(ctx context.Context, ck *checkoutRow, cat *C
 			}
 			rep.Completed++
 			return nil
+		case errors.As(err, &limit):
+			result = limit.result()
 		case !errors.Is(err, errSeatConflict):
 			return err
 		}
 	}
-	released, err := s.releaseAndFail(ctx, ck, holdLostRecovered(ck, cat))
+	released, err := s.releaseAndFail(ctx, ck, result)
 	if released {
 		rep.Voided++
 		rep.Failed++
