@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -75,7 +76,7 @@ type conn struct {
 	send chan frame
 	// kick is cancelled when the send queue overflows: kicked is then
 	// closed, and a write in progress, stuck on a socket that does not
-	// drain, is aborted at once (it runs under kick).
+	// drain, is aborted at once (the session drops the socket).
 	kick   context.Context
 	kicked <-chan struct{}
 	cancel context.CancelFunc
@@ -196,10 +197,20 @@ type session struct {
 
 	room      *room
 	stopWatch func()
-	admitted  bool
-	lastQueue QueueStatus
-	queueSent time.Time
-	queueDue  *time.Timer
+
+	// Every write has Options.WriteTimeout: writeTimer, armed around each
+	// write, drops the socket when it fires. One timer per session rather
+	// than a context.WithTimeout per write, and writes under a context
+	// without Done, which coder/websocket then does not watch: per-message
+	// CPU is what limits fan-out, and those were a tenth of it (pprof).
+	writeTimer *time.Timer
+	writing    atomic.Bool // a write is in progress
+	timedOut   atomic.Bool // writeTimer fired during a write
+	stopKick   func() bool // unregisters the kick watcher
+	admitted   bool
+	lastQueue  QueueStatus
+	queueSent  time.Time
+	queueDue   *time.Timer
 }
 
 // leave unregisters the session from the waiting room and the hub.
@@ -211,6 +222,10 @@ func (s *session) leave() {
 	if s.queueDue != nil {
 		s.queueDue.Stop()
 	}
+	if s.writeTimer != nil {
+		s.writeTimer.Stop()
+		s.stopKick()
+	}
 	if s.room != nil {
 		s.room.remove(s.c)
 		s.h.release(s.room)
@@ -221,6 +236,16 @@ func (s *session) leave() {
 // run is ServeFan's writer loop. It closes the socket before returning and
 // leaves the reader's result in readDone.
 func (s *session) run(ctx context.Context, readDone chan error) error {
+	s.writeTimer = time.AfterFunc(time.Hour, func() {
+		s.timedOut.Store(true)
+		s.ws.CloseNow()
+	})
+	s.writeTimer.Stop()
+	s.stopKick = context.AfterFunc(s.c.kick, func() {
+		if s.writing.Load() {
+			s.ws.CloseNow() // stuck on a socket that does not drain
+		}
+	})
 	if err := s.start(ctx); err != nil {
 		return err
 	}
@@ -342,8 +367,26 @@ func (s *session) admit(until time.Time, announce bool) error {
 // write writes f as one text message within the write deadline; an
 // overflow of the send queue aborts it.
 func (s *session) write(f frame) error {
-	ctx, cancel := context.WithTimeout(s.c.kick, s.h.opts.WriteTimeout)
-	defer cancel()
+	s.writing.Store(true)
+	s.writeTimer.Reset(s.h.opts.WriteTimeout)
+	err := s.writeFrame(f)
+	if !s.writeTimer.Stop() && err == nil {
+		err = errWriteTimeout // it fired as the write ended: the socket is gone
+	}
+	s.writing.Store(false)
+	if err != nil {
+		return err
+	}
+	s.h.opts.Hooks.messagesSent(1)
+	return nil
+}
+
+// errWriteTimeout: a write missed Options.WriteTimeout.
+var errWriteTimeout = errors.New("realtime: write timed out")
+
+// writeFrame writes f as one message.
+func (s *session) writeFrame(f frame) error {
+	ctx := context.Background() // no Done: the write timer and kick bound it
 	if f.tail == nil {
 		if err := s.ws.Write(ctx, websocket.MessageText, f.body); err != nil {
 			return err
@@ -363,7 +406,6 @@ func (s *session) write(f frame) error {
 			return err
 		}
 	}
-	s.h.opts.Hooks.messagesSent(1)
 	return nil
 }
 
@@ -377,7 +419,7 @@ func (s *session) writeFailed(err error) error {
 	case s.c.kick.Err() != nil:
 		s.h.opts.Hooks.slowConsumerClosed()
 		return CloseSlowConsumer
-	case errors.Is(err, context.DeadlineExceeded):
+	case s.timedOut.Load() || errors.Is(err, errWriteTimeout):
 		s.h.opts.Hooks.slowConsumerClosed()
 		return CloseWriteTimeout
 	}

@@ -673,3 +673,42 @@ func TestServeFan_WithWaitingRoom(t *testing.T) {
 	e.mustHold(t, e.cat.Order[0], "wr-1", 10*time.Minute)
 	waitConverged(t, ctx, e, fans)
 }
+
+// TestFanout_WriteDeadlineClosesStuckSocket: a socket that stops reading,
+// with a send queue too big to overflow, is closed by its write deadline.
+func TestFanout_WriteDeadlineClosesStuckSocket(t *testing.T) {
+	t.Parallel()
+	e := mustSeatEnv(t, 2, 20, 50) // 2000 seats: a batch of all of them is ~100 KB
+	opts := fastHubOpts()
+	opts.SendQueue = 100_000
+	opts.WriteTimeout = 300 * time.Millisecond
+	in := e.newInstanceBuffered(t, "a", opts, nil, 64<<10)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	slow := dialUnread(t, ctx, in.wsURL("slow"))
+	defer slow.CloseNow()
+	for round := 0; in.slow.Load() == 0; round++ {
+		if round == 300 {
+			t.Fatal("the stuck socket was not closed")
+		}
+		pipe := e.rdb.Pipeline()
+		for _, s := range e.cat.Order {
+			if round%2 == 0 {
+				pipe.Set(ctx, e.holdKey(s), "flood|0", time.Minute)
+			} else {
+				pipe.Del(ctx, e.holdKey(s))
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(in.serveErrors()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if errs := in.serveErrors(); len(errs) != 1 || !errors.Is(errs[0], CloseWriteTimeout) {
+		t.Errorf("ServeFan returned %v, want one write-timeout close", errs)
+	}
+}

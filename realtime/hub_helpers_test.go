@@ -216,9 +216,9 @@ type hubInstance struct {
 	resyncs  atomic.Int64
 	deferred atomic.Int64
 	slow     atomic.Int64
-	sent    atomic.Int64
-	conns   atomic.Int64
-	lagMax  atomic.Int64
+	sent     atomic.Int64
+	conns    atomic.Int64
+	lagMax   atomic.Int64
 
 	mu     sync.Mutex
 	errors []error // what ServeFan returned
