@@ -65,9 +65,11 @@ const (
 	// idempotencyWait bounds how long a duplicate request waits for the
 	// original to finish before answering idempotency_conflict.
 	idempotencyWait = 10 * time.Second
-	// afterChargeTimeout bounds the steps after the card was authorized;
-	// they run even if the client went away, so the sale is not left to
-	// the recovery worker without need.
+	// afterChargeTimeout bounds the steps after the card was authorized
+	// (commit, capture, Redis bookkeeping). Like the authorization, they
+	// run even if the client went away, so the sale is not left to the
+	// recovery worker without need; a whole checkout is bounded by
+	// PaymentWindow + afterChargeTimeout.
 	afterChargeTimeout = 15 * time.Second
 )
 
@@ -156,7 +158,13 @@ func paymentKey(checkoutID string) string { return "checkout:" + checkoutID }
 // kept) — Redis checks the limit at hold time, but only SQL is sure after
 // Redis lost data; payment_declined (holds kept); unavailable when a
 // backend failed — if the card may have been charged the checkout is left
-// to RecoverCheckouts, which finishes or voids it. Safe for concurrent use.
+// to RecoverCheckouts, which finishes or voids it.
+//
+// Once the checkout row is written, Checkout no longer stops when ctx is
+// cancelled: it runs to its outcome (bounded by PaymentWindow + 15 s) and
+// stores it, so a client that stopped waiting gets the real answer by
+// retrying with the same key, and the caller still gets it if it waits.
+// Safe for concurrent use.
 func (s *Service) Checkout(ctx context.Context, req CheckoutRequest) (Order, error) {
 	start := time.Now()
 	o, err := s.checkout(ctx, req)
@@ -189,6 +197,20 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 	if ck == nil {
 		return s.awaitCheckout(ctx, req, hash)
 	}
+
+	// From here on the checkout runs to its end even if the caller goes
+	// away. A client that gives up while a slow provider authorizes the
+	// card must not cancel the authorization mid-flight: that strands the
+	// checkout in authorizing, its retry with the same key waits and
+	// answers idempotency_conflict, and once recovery fails it the key
+	// replays 503 forever. Detached, the checkout stores its real outcome
+	// and the retry gets it. The bound is the payment window (the slowest
+	// authorization we wait for; the holds were extended by as much) plus
+	// afterChargeTimeout for the sale, so a live checkout is done or dead
+	// before RecoverAfter (PaymentWindow + 30s by default) hands it to the
+	// recovery worker.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PaymentWindow+afterChargeTimeout)
+	defer cancel()
 
 	claim, err := s.claimHolds(ctx, req.EventID, req.FanID)
 	if err != nil {
@@ -228,8 +250,10 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 		// for the recovery worker, which looks it up by key.
 		return Order{}, unavailable("payment: authorize", err)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterChargeTimeout)
-	defer cancel()
+	// The steps after the charge get afterChargeTimeout at most, within
+	// the checkout's bound.
+	ctx, cancelAfterCharge := context.WithTimeout(ctx, afterChargeTimeout)
+	defer cancelAfterCharge()
 	switch pay.Status {
 	case PaymentAuthorized:
 	case PaymentDeclined:
