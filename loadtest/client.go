@@ -20,12 +20,14 @@ import (
 // requestTimeout bounds every HTTP request (the slow sandbox card takes 3 s).
 const requestTimeout = 30 * time.Second
 
-// client talks to one seatmap server about one event. One client (one
-// http.Transport) serves every fan of a process; requests in flight are
-// bounded by the transport's connection limit. It is safe for concurrent use.
+// client talks to the seatmap servers of a run (--url) about one event.
+// One client (one http.Transport) serves every fan of a process; requests in
+// flight are bounded across all servers. A fan's requests and socket go to
+// its own server (fan.srv); requests without a fan (staff, the event) go to
+// the first. It is safe for concurrent use.
 type client struct {
-	base   string // http://host:port
-	wsURL  string // ws://host:port/api/events/{event}/ws
+	bases  []string // http://host:port, one per server
+	wsURLs []string // ws://host:port/api/events/{event}/ws, one per server
 	event  string
 	staff  string
 	hc     *http.Client
@@ -38,7 +40,7 @@ func newClient(c *Config) *client {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		DialContext:         dialer.DialContext,
-		MaxIdleConns:        c.HTTPConns,
+		MaxIdleConns:        c.HTTPConns * max(1, len(c.URLs)),
 		MaxIdleConnsPerHost: c.HTTPConns,
 		MaxConnsPerHost:     c.HTTPConns,
 		IdleConnTimeout:     90 * time.Second,
@@ -48,10 +50,7 @@ func newClient(c *Config) *client {
 	// WebSocket handshakes get their own transport: their connections are
 	// taken over by the socket and never return to a pool.
 	wsTr := &http.Transport{DialContext: dialer.DialContext, DisableKeepAlives: true, DisableCompression: true}
-	ws := strings.Replace(c.URL, "http", "ws", 1) // http→ws, https→wss
-	return &client{
-		base:  c.URL,
-		wsURL: ws + "/api/events/" + url.PathEscape(c.Event) + "/ws",
+	cl := &client{
 		event: c.Event,
 		staff: c.StaffToken,
 		hc:    &http.Client{Transport: tr, CheckRedirect: noRedirect},
@@ -62,6 +61,20 @@ func newClient(c *Config) *client {
 			wsTr.CloseIdleConnections()
 		},
 	}
+	for _, base := range c.URLs {
+		ws := strings.Replace(base, "http", "ws", 1) // http→ws, https→wss
+		cl.bases = append(cl.bases, base)
+		cl.wsURLs = append(cl.wsURLs, ws+"/api/events/"+url.PathEscape(c.Event)+"/ws")
+	}
+	return cl
+}
+
+// server returns the index of f's server (0 for requests without a fan).
+func (c *client) server(f *fan) int {
+	if f == nil || f.srv < 0 || f.srv >= len(c.bases) {
+		return 0
+	}
+	return f.srv
 }
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -98,9 +111,13 @@ func errCode(ctx context.Context, err error) string {
 	return "client"
 }
 
-// fan is one simulated fan's identity: its seatmap_sid cookie.
+// fan is one simulated fan's identity: its seatmap_sid cookie, and the
+// server (index into --url) it talks to. Sessions are signed with the
+// servers' shared SESSION_SECRET, so any server would accept the cookie; a
+// fan keeps to one, as behind a load balancer with sticky connections.
 type fan struct {
 	cookie string // "seatmap_sid=..." or ""
+	srv    int
 }
 
 const sidCookie = "seatmap_sid"
@@ -136,7 +153,7 @@ func (c *client) do(ctx context.Context, f *fan, method, path string, body, out 
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.bases[c.server(f)]+path, rd)
 	if err != nil {
 		return err
 	}
@@ -290,6 +307,25 @@ func (c *client) seatsUnsold(ctx context.Context, total int) (int, error) {
 	return c.seatsAvailable(ctx) // no or a wrong token, or no stats endpoint
 }
 
+// saleCounts is what the staff stats say of the event's seats: sold from
+// Postgres, held from the live holds in Redis (nil: not in the answer).
+type saleCounts struct {
+	Sold *int `json:"sold"`
+	Held *int `json:"held"`
+}
+
+// staffCounts reads the staff stats of the event from the first server;
+// without a staff token it returns zero counts and no error.
+func (c *client) staffCounts(ctx context.Context) (saleCounts, error) {
+	var sc saleCounts
+	if c.staff == "" {
+		return sc, nil
+	}
+	err := c.do(ctx, nil, http.MethodGet, "/api/staff/events/"+url.PathEscape(c.event)+"/stats", nil, &sc,
+		"Authorization", "Bearer "+c.staff)
+	return sc, err
+}
+
 // seatsAvailable returns the event's unsold seats (GET /api/events).
 func (c *client) seatsAvailable(ctx context.Context) (int, error) {
 	var list []struct {
@@ -342,7 +378,7 @@ func (c *client) dial(ctx context.Context, f *fan) (*websocket.Conn, error) {
 	if f.cookie != "" {
 		h.Set("Cookie", f.cookie)
 	}
-	conn, resp, err := websocket.Dial(ctx, c.wsURL, &websocket.DialOptions{
+	conn, resp, err := websocket.Dial(ctx, c.wsURLs[c.server(f)], &websocket.DialOptions{
 		HTTPClient: c.wsc, HTTPHeader: h, CompressionMode: websocket.CompressionDisabled,
 	})
 	if resp != nil {

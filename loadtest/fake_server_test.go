@@ -18,11 +18,16 @@ import (
 // fakeServer is a small in-memory implementation of the parts of API.md the
 // load generator uses, so that its scenarios can be tested without
 // Postgres and Redis. With sellTwice set it is broken on purpose: a sale
-// leaves the seats available, so they can be sold again.
+// leaves the seats available, so they can be sold again. Several
+// httptest servers may serve one fakeServer (newFakeCluster), like several
+// `seatmap serve` processes on one Redis and Postgres; with loseSoldOn set,
+// the sockets of that server (1-based) never hear of a sale, like a process
+// whose keyspace listener lost the outbox stream.
 type fakeServer struct {
-	sellTwice bool
-	staff     string
-	admitWait time.Duration
+	sellTwice  bool
+	loseSoldOn int
+	staff      string
+	admitWait  time.Duration
 
 	mu      sync.Mutex
 	event   string
@@ -42,6 +47,7 @@ type fakeServer struct {
 	closed  bool
 
 	statsCalls int
+	sockets    map[int]int // sockets accepted per server index
 }
 
 type fakeOrder struct {
@@ -51,15 +57,29 @@ type fakeOrder struct {
 
 type fakeConn struct {
 	fan  string
+	srv  int // index of the server the socket came through
 	send chan []byte
 }
 
+// fakeSrvKey is the request context key of the server index.
+type fakeSrvKey struct{}
+
 func newFakeServer(t *testing.T, sellTwice bool) (*fakeServer, *httptest.Server) {
+	f, srvs := newFakeCluster(t, 1, func(f *fakeServer) { f.sellTwice = sellTwice })
+	return f, srvs[0]
+}
+
+// newFakeCluster starts n servers sharing one fakeServer; opt (if not nil)
+// sets it up before the first request.
+func newFakeCluster(t *testing.T, n int, opt func(*fakeServer)) (*fakeServer, []*httptest.Server) {
 	f := &fakeServer{
-		sellTwice: sellTwice, staff: "tok", admitWait: 20 * time.Millisecond,
+		staff: "tok", admitWait: 20 * time.Millisecond,
 		state: map[string]string{}, holder: map[string]string{}, joined: map[string]time.Time{},
 		orders: map[string]fakeOrder{}, pending: map[string]string{}, conns: map[*fakeConn]bool{},
-		section: map[string]int{},
+		section: map[string]int{}, sockets: map[int]int{},
+	}
+	if opt != nil {
+		opt(f)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/staff/events", f.createEvent)
@@ -72,7 +92,12 @@ func newFakeServer(t *testing.T, sellTwice bool) (*fakeServer, *httptest.Server)
 	mux.HandleFunc("POST /api/events/{event}/holds", f.hold)
 	mux.HandleFunc("DELETE /api/events/{event}/holds/{seat}", f.release)
 	mux.HandleFunc("POST /api/events/{event}/checkout", f.checkout)
-	srv := httptest.NewServer(mux)
+	var srvs []*httptest.Server
+	for i := range n {
+		srvs = append(srvs, httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fakeSrvKey{}, i)))
+		})))
+	}
 	stop := make(chan struct{})
 	go f.pushLoop(stop)
 	t.Cleanup(func() {
@@ -84,10 +109,19 @@ func newFakeServer(t *testing.T, sellTwice bool) (*fakeServer, *httptest.Server)
 			delete(f.conns, c)
 		}
 		f.mu.Unlock()
-		srv.CloseClientConnections()
-		srv.Close()
+		for _, srv := range srvs {
+			srv.CloseClientConnections()
+			srv.Close()
+		}
 	})
-	return f, srv
+	return f, srvs
+}
+
+// socketsOn returns how many sockets server i accepted.
+func (f *fakeServer) socketsOn(i int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sockets[i]
 }
 
 func fakeErr(w http.ResponseWriter, status int, code string, seats []string) {
@@ -185,7 +219,13 @@ func (f *fakeServer) stats(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.statsCalls++
-	fakeJSON(w, 200, map[string]any{"sold": len(f.seats) - f.available()})
+	held := 0
+	for _, st := range f.state {
+		if st == "held" {
+			held++
+		}
+	}
+	fakeJSON(w, 200, map[string]any{"sold": len(f.seats) - f.available(), "held": held})
 }
 
 func (f *fakeServer) eventDetail(w http.ResponseWriter, r *http.Request) {
@@ -275,8 +315,10 @@ func (f *fakeServer) socket(w http.ResponseWriter, r *http.Request) {
 	if !write([]byte(`{"type":"admitted","until":"2099-01-01T00:00:00Z"}`)) {
 		return
 	}
-	c := &fakeConn{fan: fan, send: make(chan []byte, 256)}
+	srv, _ := r.Context().Value(fakeSrvKey{}).(int)
+	c := &fakeConn{fan: fan, srv: srv, send: make(chan []byte, 256)}
 	f.mu.Lock()
+	f.sockets[srv]++
 	if f.closed {
 		f.mu.Unlock()
 		return
@@ -319,12 +361,21 @@ func (f *fakeServer) pushLoop(stop chan struct{}) {
 		f.mu.Lock()
 		if len(f.pending) > 0 && !f.closed {
 			f.seq++
-			var changes []map[string]any
+			changes, lossy := []map[string]any{}, []map[string]any{}
 			for seat, st := range f.pending {
-				changes = append(changes, map[string]any{"seat": seat, "state": st, "mine": false})
+				ch := map[string]any{"seat": seat, "state": st, "mine": false}
+				changes = append(changes, ch)
+				if st != "sold" {
+					lossy = append(lossy, ch)
+				}
 			}
-			b, _ := json.Marshal(map[string]any{"type": "seats", "seq": f.seq, "changes": changes})
+			full, _ := json.Marshal(map[string]any{"type": "seats", "seq": f.seq, "changes": changes})
+			lost, _ := json.Marshal(map[string]any{"type": "seats", "seq": f.seq, "changes": lossy})
 			for c := range f.conns {
+				b := full
+				if c.srv+1 == f.loseSoldOn {
+					b = lost
+				}
 				select {
 				case c.send <- b:
 				default: // slow consumer: drop it, like the real hub

@@ -7,13 +7,14 @@ import (
 	"io"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // Config is one load test, as the flags describe it.
 type Config struct {
-	URL         string        // server base URL, http://host:port
+	URLs        []string      // server base URLs, http://host:port; fan i uses URLs[i % len]
 	Event       string        // event id to drive
 	CreateEvent bool          // create Event first through the staff API
 	StaffToken  string        // STAFF_TOKEN of the server (for --create-event)
@@ -39,7 +40,8 @@ type Config struct {
 	Procs       int           // worker processes (0: one per 15,000 sockets)
 	HTTPConns   int           // HTTP connections (and requests in flight) per process
 	JSON        bool          // print the result as one JSON object on stdout
-	ServerPID   int           // read RSS and CPU of this process from /proc
+	ServerPIDs  []int         // read RSS and CPU of these processes (one per URL, same order) from /proc
+	PushEvery   time.Duration // drop, idle: the server's PUSH_INTERVAL (the map check waits 2× this + 1 s)
 	Seed        uint64        // random seed (0: from the clock)
 	Quiet       bool          // no progress lines
 }
@@ -47,14 +49,17 @@ type Config struct {
 // defaults are small enough for a quick run against the demo event.
 func defaultConfig() Config {
 	return Config{
-		URL: "http://127.0.0.1:8080", Scenario: "drop",
+		URLs: []string{"http://127.0.0.1:8080"}, Scenario: "drop",
 		Sections: 3, Rows: 10, SeatsPerRow: 20, PriceCents: 5000,
 		Fans: 200, JoinRate: 100, Duration: 20 * time.Second,
 		HoldMin: 1, HoldMax: 4, Abandon: 0.1, Decline: 0.1, Think: 200 * time.Millisecond,
 		Concurrency: 16, MaxPerFan: 6, FanRate: 4, Buyers: 2, ProbeEvery: 500 * time.Millisecond,
-		HTTPConns: 256,
+		HTTPConns: 256, PushEvery: 100 * time.Millisecond,
 	}
 }
+
+// maxServers is the most servers --url may list.
+const maxServers = 64
 
 // socketsPerProc is how many fan sockets one process opens at most: the
 // sandbox allows 20,000 open files per process, and each process also needs
@@ -89,6 +94,22 @@ Scenarios (--scenario):
 The server should run with RATE_LIMIT_PER_ADDRESS=0 and MAX_CONNS_PER_ADDRESS=0
 (every fan comes from one address) and a high ADMIT_RATE for idle/holds/checkout.
 
+Several servers: --url takes a comma-separated list of servers sharing one
+Postgres, one Redis and the same SESSION_SECRET. Fans are spread over them
+round-robin; a fan sends every request and opens its socket on its own
+server. Staff calls (--create-event, the sold-out check) and the truth of the
+map check go to the first. --server-pid takes the servers' pids in the same
+order; the report then has RSS and CPU per server ("servers") and their sums.
+
+Map check (drop, idle): when the run ends, fans still on the page keep their
+sockets (in drop: fans who saw the event sold out or were still buying; in
+idle: a sample of the listeners, at most 64 MiB of maps per process). After
+2x --push-interval + 1 s, a fresh snapshot from the first server (the truth,
+itself checked against the staff stats and the orders the fans got) is
+compared with every such fan's live map: maps_checked, maps_diverged. A
+diverged map is a lost change: the run then exits non-zero, as it does for
+a seat sold twice.
+
 Progress goes to stderr once a second; the summary to stdout (to stderr with
 --json, which prints one JSON object on stdout). Latencies: join_to_admitted
 (POST queue sent -> admitted), hold and checkout (request -> response),
@@ -105,7 +126,7 @@ func parseFlags(args []string, getenv func(string) string, stdout, stderr io.Wri
 	c.StaffToken = getenv("STAFF_TOKEN")
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.URL, "url", c.URL, "base URL of the seatmap server")
+	fs.Var((*urlList)(&c.URLs), "url", "base `URL` of the seatmap server, or several comma-separated (fans are spread round-robin; staff calls go to the first)")
 	fs.StringVar(&c.Event, "event", c.Event, "event id to drive (required unless --create-event; with it, default lt-<time>)")
 	fs.BoolVar(&c.CreateEvent, "create-event", c.CreateEvent, "create the event first with POST /api/staff/events (needs --staff-token)")
 	fs.StringVar(&c.StaffToken, "staff-token", c.StaffToken, "the server's STAFF_TOKEN (for --create-event; default $STAFF_TOKEN)")
@@ -131,7 +152,8 @@ func parseFlags(args []string, getenv func(string) string, stdout, stderr io.Wri
 	fs.IntVar(&c.Procs, "procs", c.Procs, "worker processes (re-executions of this binary); 0: one per 15000 fans")
 	fs.IntVar(&c.HTTPConns, "http-conns", c.HTTPConns, "HTTP connections, and so requests in flight, per process")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print the result as one JSON object on stdout")
-	fs.IntVar(&c.ServerPID, "server-pid", c.ServerPID, "pid of the server (same machine): report its RSS and CPU from /proc")
+	fs.Var((*pidList)(&c.ServerPIDs), "server-pid", "`pid` of the server (same machine), or one per --url server, comma-separated in the same order: report RSS and CPU from /proc")
+	fs.DurationVar(&c.PushEvery, "push-interval", c.PushEvery, "drop, idle: the server's PUSH_INTERVAL; the map check waits twice this plus 1s for changes to settle")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed (0: from the clock)")
 	fs.BoolVar(&c.Quiet, "quiet", c.Quiet, "no progress lines")
 	worker := fs.String("worker", "", "internal: run as worker process of --procs (JSON spec from the coordinator)")
@@ -165,11 +187,14 @@ var eventIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Validate reports the first flag value that cannot work.
 func (c *Config) Validate() error {
-	u, err := url.Parse(c.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("--url %q: want http://host:port", c.URL)
+	switch {
+	case len(c.URLs) == 0:
+		return errors.New("--url: want at least one http://host:port")
+	case len(c.URLs) > maxServers:
+		return fmt.Errorf("--url: %d servers, at most %d", len(c.URLs), maxServers)
+	case len(c.ServerPIDs) > 0 && len(c.ServerPIDs) != len(c.URLs):
+		return fmt.Errorf("--server-pid: %d pid(s) for %d --url server(s); want one per server, in the same order", len(c.ServerPIDs), len(c.URLs))
 	}
-	c.URL = strings.TrimRight(c.URL, "/")
 	switch {
 	case c.Event == "":
 		return errors.New("--event is required (or --create-event)")
@@ -220,8 +245,8 @@ func (c *Config) Validate() error {
 		return errors.New("--procs must be 0..64")
 	case c.HTTPConns < 1 || c.HTTPConns > 4096:
 		return errors.New("--http-conns must be 1..4096")
-	case c.ServerPID < 0:
-		return errors.New("--server-pid must be ≥ 0")
+	case c.PushEvery < 0 || c.PushEvery > time.Minute:
+		return errors.New("--push-interval must be 0..1m")
 	}
 	if p := c.procs(); (c.Scenario == "drop" || c.Scenario == "idle") && (c.Fans+p-1)/p > maxSocketsPerProc {
 		return fmt.Errorf("--fans %d over --procs %d is more than %d sockets per process: raise --procs", c.Fans, p, maxSocketsPerProc)
@@ -238,4 +263,87 @@ func (c *Config) procs() int {
 		return 1
 	}
 	return (c.Fans + socketsPerProc - 1) / socketsPerProc
+}
+
+// urlList is the value of --url: one or more server base URLs.
+type urlList []string
+
+func (l *urlList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *urlList) Set(s string) error {
+	urls, err := parseURLs(s)
+	if err != nil {
+		return err
+	}
+	*l = urls
+	return nil
+}
+
+// parseURLs parses a comma-separated list of server base URLs
+// (http[s]://host[:port][/prefix]), trimming spaces and trailing slashes. It
+// rejects an empty list or entry, other schemes and a server listed twice.
+func parseURLs(s string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		raw := strings.TrimSpace(part)
+		u, err := url.Parse(raw)
+		if raw == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fmt.Errorf("%q: want http://host:port (several: comma-separated)", raw)
+		}
+		base := strings.TrimRight(raw, "/")
+		if seen[base] {
+			return nil, fmt.Errorf("%q is listed twice", base)
+		}
+		seen[base] = true
+		out = append(out, base)
+	}
+	return out, nil
+}
+
+// pidList is the value of --server-pid: no pid, or one per server.
+type pidList []int
+
+func (l *pidList) String() string {
+	if l == nil || len(*l) == 0 {
+		return "0"
+	}
+	parts := make([]string, len(*l))
+	for i, p := range *l {
+		parts[i] = strconv.Itoa(p)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *pidList) Set(s string) error {
+	pids, err := parsePIDs(s)
+	if err != nil {
+		return err
+	}
+	*l = pids
+	return nil
+}
+
+// parsePIDs parses a comma-separated list of process ids; "" and "0" mean
+// none (nil). Every listed pid must be a positive number.
+func parsePIDs(s string) ([]int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return nil, nil
+	}
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		p, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || p <= 0 {
+			return nil, fmt.Errorf("%q: want a positive pid (several: comma-separated)", strings.TrimSpace(part))
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 			for _, name := range []string{"url", "event", "create-event", "staff-token", "sections", "rows",
 				"seats-per-row", "price-cents", "scenario", "fans", "join-rate", "duration", "hold-min", "hold-max",
 				"abandon", "decline", "think", "concurrency", "rate", "max-seats-per-fan", "fan-rate", "buyers",
-				"probe-interval", "procs", "http-conns", "json", "server-pid", "seed", "quiet", "worker"} {
+				"probe-interval", "procs", "http-conns", "json", "server-pid", "push-interval", "seed", "quiet", "worker"} {
 				if !strings.Contains(help, "\n  -"+name+" ") && !strings.Contains(help, "\n  -"+name+"\n") {
 					t.Errorf("--help does not document -%s", name)
 				}
@@ -52,8 +53,8 @@ func TestHelpListsAllDefinedFlags(t *testing.T) {
 			lines++
 		}
 	}
-	if lines != 30 {
-		t.Errorf("help lists %d flags, the test above checks 30: update both", lines)
+	if lines != 31 {
+		t.Errorf("help lists %d flags, the test above checks 31: update both", lines)
 	}
 }
 
@@ -75,7 +76,7 @@ func TestParseFlags(t *testing.T) {
 			name: "defaults are a quick run against the demo event",
 			args: []string{"--url", "http://127.0.0.1:8080/", "--event", "demo"},
 			check: func(t *testing.T, c Config) {
-				if c.URL != "http://127.0.0.1:8080" || c.Scenario != "drop" || c.Fans != 200 || c.Duration != 20*time.Second ||
+				if !reflect.DeepEqual(c.URLs, []string{"http://127.0.0.1:8080"}) || c.ServerPIDs != nil || c.PushEvery != 100*time.Millisecond || c.Scenario != "drop" || c.Fans != 200 || c.Duration != 20*time.Second ||
 					c.HoldMin != 1 || c.HoldMax != 4 || c.procs() != 1 {
 					t.Errorf("config = %+v", c)
 				}
@@ -86,13 +87,15 @@ func TestParseFlags(t *testing.T) {
 			args: []string{"--url", "https://h:1", "--event", "e-1", "--scenario", "checkout", "--fans", "9", "--join-rate", "3.5",
 				"--duration", "1m", "--hold-min", "2", "--hold-max", "3", "--abandon", "0.25", "--decline", "0.5", "--think", "1s",
 				"--concurrency", "7", "--rate", "100", "--max-seats-per-fan", "8", "--fan-rate", "2", "--buyers", "4",
-				"--probe-interval", "1s", "--procs", "3", "--http-conns", "10", "--json", "--server-pid", "42", "--seed", "5", "--quiet"},
+				"--probe-interval", "1s", "--procs", "3", "--http-conns", "10", "--json", "--server-pid", "42", "--seed", "5", "--quiet",
+				"--push-interval", "250ms"},
 			check: func(t *testing.T, c Config) {
-				want := Config{URL: "https://h:1", Event: "e-1", Scenario: "checkout", Fans: 9, JoinRate: 3.5, Duration: time.Minute,
+				want := Config{URLs: []string{"https://h:1"}, Event: "e-1", Scenario: "checkout", Fans: 9, JoinRate: 3.5, Duration: time.Minute,
 					HoldMin: 2, HoldMax: 3, Abandon: 0.25, Decline: 0.5, Think: time.Second, Concurrency: 7, Rate: 100,
 					MaxPerFan: 8, FanRate: 2, Buyers: 4, ProbeEvery: time.Second, Procs: 3, HTTPConns: 10, JSON: true,
-					ServerPID: 42, Seed: 5, Quiet: true, Sections: 3, Rows: 10, SeatsPerRow: 20, PriceCents: 5000}
-				if c != want {
+					ServerPIDs: []int{42}, Seed: 5, Quiet: true, Sections: 3, Rows: 10, SeatsPerRow: 20, PriceCents: 5000,
+					PushEvery: 250 * time.Millisecond}
+				if !reflect.DeepEqual(c, want) {
 					t.Errorf("config\n got %+v\nwant %+v", c, want)
 				}
 			},
@@ -108,6 +111,26 @@ func TestParseFlags(t *testing.T) {
 			},
 		},
 		{
+			name: "several servers and their pids, in the same order",
+			args: []string{"--event", "e", "--url", "http://127.0.0.1:8081, http://127.0.0.1:8082/,http://127.0.0.1:8083",
+				"--server-pid", "101,102, 103"},
+			check: func(t *testing.T, c Config) {
+				if !reflect.DeepEqual(c.URLs, []string{"http://127.0.0.1:8081", "http://127.0.0.1:8082", "http://127.0.0.1:8083"}) ||
+					!reflect.DeepEqual(c.ServerPIDs, []int{101, 102, 103}) {
+					t.Errorf("urls %q pids %v", c.URLs, c.ServerPIDs)
+				}
+			},
+		},
+		{
+			name: "server-pid 0 means none",
+			args: []string{"--event", "e", "--url", "http://a:1,http://b:2", "--server-pid", "0"},
+			check: func(t *testing.T, c Config) {
+				if len(c.URLs) != 2 || c.ServerPIDs != nil {
+					t.Errorf("urls %q pids %v", c.URLs, c.ServerPIDs)
+				}
+			},
+		},
+		{
 			name: "auto procs: one per 15000 fans",
 			args: []string{"--event", "e", "--scenario", "idle", "--fans", "20000"},
 			check: func(t *testing.T, c Config) {
@@ -118,7 +141,12 @@ func TestParseFlags(t *testing.T) {
 		},
 		{name: "event required", args: []string{}, wantErr: "--event is required"},
 		{name: "create-event needs a token", args: []string{"--create-event"}, wantErr: "--staff-token"},
-		{name: "bad url", args: []string{"--event", "e", "--url", "ftp://x"}, wantErr: "--url"},
+		{name: "bad url", args: []string{"--event", "e", "--url", "ftp://x"}, wantErr: "-url"},
+		{name: "one bad url of several", args: []string{"--event", "e", "--url", "http://a:1,b:2"}, wantErr: "-url"},
+		{name: "fewer pids than servers", args: []string{"--event", "e", "--url", "http://a:1,http://b:2", "--server-pid", "7"}, wantErr: "1 pid(s) for 2"},
+		{name: "more pids than servers", args: []string{"--event", "e", "--server-pid", "7,8"}, wantErr: "2 pid(s) for 1"},
+		{name: "bad pid", args: []string{"--event", "e", "--server-pid", "x"}, wantErr: "-server-pid"},
+		{name: "negative push interval", args: []string{"--event", "e", "--push-interval", "-1s"}, wantErr: "--push-interval"},
 		{name: "bad event id", args: []string{"--event", "a b"}, wantErr: "--event"},
 		{name: "unknown scenario", args: []string{"--event", "e", "--scenario", "soak"}, wantErr: "--scenario"},
 		{name: "hold range", args: []string{"--event", "e", "--hold-min", "3", "--hold-max", "2"}, wantErr: "--hold-min"},
@@ -254,5 +282,91 @@ func TestPacerKeepsTheRate(t *testing.T) {
 	p.next = time.Now().Add(time.Hour)
 	if p.wait(cctx) {
 		t.Error("wait on a cancelled context reported true")
+	}
+}
+
+func TestParseURLs(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []string
+		wantErr  string
+	}{
+		{"one", "http://127.0.0.1:8080", []string{"http://127.0.0.1:8080"}, ""},
+		{"trailing slash trimmed", "http://127.0.0.1:8080/", []string{"http://127.0.0.1:8080"}, ""},
+		{"three, spaces around commas", " http://a:1 ,https://b:2/, http://c:3",
+			[]string{"http://a:1", "https://b:2", "http://c:3"}, ""},
+		{"a path prefix is kept", "http://a:1/seatmap/", []string{"http://a:1/seatmap"}, ""},
+		{"empty", "", nil, "want http://host:port"},
+		{"empty entry", "http://a:1,,http://b:2", nil, "want http://host:port"},
+		{"trailing comma", "http://a:1,", nil, "want http://host:port"},
+		{"no scheme", "a:1", nil, "want http://host:port"},
+		{"websocket scheme", "ws://a:1", nil, "want http://host:port"},
+		{"no host", "http://", nil, "want http://host:port"},
+		{"query", "http://a:1/?x=1", nil, "want http://host:port"},
+		{"listed twice", "http://a:1,http://a:1/", nil, "listed twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseURLs(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseURLs(%q) = %q, %v; want an error with %q", tt.in, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("parseURLs(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParsePIDs(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []int
+		wantErr  bool
+	}{
+		{"none", "", nil, false},
+		{"zero is none", "0", nil, false},
+		{"one", "4242", []int{4242}, false},
+		{"three in order", "3,1, 2", []int{3, 1, 2}, false},
+		{"zero in a list", "1,0", nil, true},
+		{"negative", "-5", nil, true},
+		{"not a number", "12a", nil, true},
+		{"empty entry", "1,,2", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parsePIDs(tt.in)
+			if (err != nil) != tt.wantErr || !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("parsePIDs(%q) = %v, %v; want %v (error %v)", tt.in, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestFansAreSpreadRoundRobin(t *testing.T) {
+	c := defaultConfig()
+	c.URLs = []string{"http://a:1", "http://b:2", "http://c:3"}
+	c.Fans = 10
+	per := make([]int, 3)
+	for i := range 2 { // two processes: the global index runs on
+		sh := splitShare(&c, i, 2)
+		e := &env{cfg: &c, share: sh}
+		for k := 0; k < sh.fans; k++ {
+			per[e.fanServer(sh.fanBase+k)]++
+		}
+	}
+	if !reflect.DeepEqual(per, []int{4, 3, 3}) {
+		t.Errorf("fans per server = %v, want [4 3 3]", per)
+	}
+	e := &env{cfg: &c}
+	var got []int
+	for range 4 {
+		got = append(got, e.anyServer())
+	}
+	if !reflect.DeepEqual(got, []int{0, 1, 2, 0}) {
+		t.Errorf("anyServer sequence = %v", got)
 	}
 }

@@ -1,8 +1,10 @@
-// Package loadtest is `seatmap loadtest`: a load generator that drives a
-// running seatmap server through its public contract only (HTTP JSON and
-// the JSON WebSocket /api/events/{event}/ws, API.md) with many simulated
-// fans, and reports throughput, latency percentiles, errors by code, seats
-// sold twice (from the responses) and the server's memory and CPU.
+// Package loadtest is `seatmap loadtest`: a load generator that drives one
+// or several running seatmap servers (sharing Redis and Postgres) through
+// their public contract only (HTTP JSON and the JSON WebSocket
+// /api/events/{event}/ws, API.md) with many simulated fans, and reports
+// throughput, latency percentiles, errors by code, the admission rate, seats
+// sold twice (from the responses), fans' live maps that diverged from the
+// truth after the run (lost changes), and each server's memory and CPU.
 //
 // One process (the coordinator) creates or looks up the event, runs the
 // fans itself or in --procs worker processes (re-executions of the same
@@ -18,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -26,8 +29,8 @@ import (
 // parses flags (-h/--help prints them and returns nil), runs the scenario
 // until it finishes, --duration passes or ctx is cancelled, and prints the
 // summary (and with --json one JSON object on stdout). It returns an error
-// for bad flags, an unreachable server or event, and when seats were sold
-// twice.
+// for bad flags, an unreachable server or event, when seats were sold twice
+// and when fans' live maps diverged from the truth (maps_diverged > 0).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, spec, err := parseFlags(args, os.Getenv, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -53,8 +56,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else {
 		writeSummary(stdout, rep)
 	}
+	var errs []string
 	if rep.DoubleSold > 0 {
-		return fmt.Errorf("loadtest: %d seat(s) sold twice: %v", rep.DoubleSold, rep.DoubleSoldList)
+		errs = append(errs, fmt.Sprintf("%d seat(s) sold twice: %v", rep.DoubleSold, rep.DoubleSoldList))
+	}
+	if rep.MapsDiverged > 0 {
+		errs = append(errs, fmt.Sprintf("%d of %d live map(s) diverged from the truth (lost changes)", rep.MapsDiverged, rep.MapsChecked))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("loadtest: %s", strings.Join(errs, "; "))
 	}
 	return nil
 }
@@ -111,7 +121,7 @@ func setup(ctx context.Context, cfg *Config, sh share, seed uint64) (*env, error
 		return nil, fmt.Errorf("event %s has no seats", cfg.Event)
 	}
 	st := newStats()
-	e := &env{cfg: cfg, cl: cl, v: v, st: st, seed: seed, share: sh}
+	e := newEnv(ctx, cfg, cl, v, st, seed, sh)
 	if cfg.Scenario == "drop" || cfg.Scenario == "idle" {
 		e.pr = newProbe(len(v.ids))
 		st.probe = e.pr
@@ -141,12 +151,22 @@ func runCoordinator(ctx context.Context, cfg *Config, stderr io.Writer) (*Report
 	if err != nil {
 		return nil, fmt.Errorf("event %s: %w", cfg.Event, err)
 	}
-	seatsTotal := len(newVenue(ev).ids)
+	v := newVenue(ev)
+	seatsTotal := len(v.ids)
 
 	var srv *serverWatch
-	if cfg.ServerPID > 0 {
-		if srv, err = newServerWatch(cfg.ServerPID); err != nil {
-			return nil, fmt.Errorf("--server-pid %d: %w", cfg.ServerPID, err)
+	if len(cfg.ServerPIDs) > 0 {
+		if srv, err = newServerWatch(cfg.ServerPIDs); err != nil {
+			return nil, err
+		}
+	}
+	// The checking fan joins first, so that it is admitted early.
+	var truth *truthFan
+	truthErr := ""
+	if checksMaps(cfg.Scenario) {
+		if truth, err = newTruthFan(ctx, cfg, cl, v); err != nil {
+			truthErr = fmt.Sprintf("the checking fan could not join on %s: %v", cl.bases[0], err)
+			truth = nil
 		}
 	}
 
@@ -156,12 +176,16 @@ func runCoordinator(ctx context.Context, cfg *Config, stderr io.Writer) (*Report
 	procs := cfg.procs()
 	var shares shareRunner
 	if procs == 1 {
-		shares, err = startLocal(runCtx, cfg, seed)
+		shares, err = startLocal(ctx, runCtx, cfg, seed)
 	} else {
 		shares, err = startWorkers(runCtx, cfg, procs, seed, start.Add(cfg.Duration), stderr)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if truth != nil {
+		defer truth.e.stopLinger()
+		go truth.keepPlace(runCtx, truth.f)
 	}
 
 	var (
@@ -236,13 +260,24 @@ loop:
 		end = soldOutAt
 	}
 	cancel()
-	st, procsRun := shares.finish()
+	shares.stop() // the fans have stopped buying; those on the page still listen
 	if srv != nil {
 		srv.sample()
 	}
+	var conv convergence
+	switch {
+	case truth != nil:
+		if !cfg.Quiet {
+			fmt.Fprintf(stderr, "loadtest: checking the fans' maps (changes settle for %v)\n", settleTime(cfg))
+		}
+		conv = converge(ctx, cfg, truth, shares)
+	case truthErr != "":
+		conv.err = truthErr
+	}
+	st, procsRun := shares.finish()
 
 	rep := st.report()
-	rep.Scenario, rep.URL, rep.Event, rep.Procs = cfg.Scenario, cfg.URL, cfg.Event, procsRun
+	rep.Scenario, rep.URL, rep.Event, rep.Procs = cfg.Scenario, strings.Join(cfg.URLs, ","), cfg.Event, procsRun
 	rep.ElapsedS = round3(end.Seconds())
 	rep.ConnectedPeak = peak
 	rep.SeatsTotal = seatsTotal
@@ -258,8 +293,19 @@ loop:
 		s := round3(soldOutAt.Seconds())
 		rep.SoldOutS = &s
 	}
+	fans := st.serverFans()
+	for i, u := range cfg.URLs {
+		sr := serverReport{URL: u}
+		if i < len(fans) {
+			sr.Fans = fans[i]
+		}
+		rep.Servers = append(rep.Servers, sr)
+	}
 	if srv != nil {
 		srv.fill(&rep, peak)
+	}
+	if checksMaps(cfg.Scenario) {
+		conv.fill(&rep, v, st.ledger.records(), cfg.URLs)
 	}
 	return &rep, nil
 }
@@ -268,8 +314,15 @@ loop:
 type shareRunner interface {
 	done() <-chan struct{} // closed when every share finished by itself
 	progress() progress
-	// finish waits for every share (after the run's ctx was cancelled)
-	// and returns the merged stats and how many processes ran.
+	// stop ends the run's buying (after the run's ctx was cancelled) and
+	// waits until every share has stopped; fans kept for the map check
+	// still listen.
+	stop()
+	// check compares every share's kept fans' maps with truth (round
+	// 1, 2, ... of the map check) and returns the merged outcome.
+	check(round int, truth []uint8) mapCheck
+	// finish closes the sockets, waits for every share and returns the
+	// merged stats and how many processes ran.
 	finish() (*stats, int)
 }
 
@@ -279,7 +332,9 @@ type localRun struct {
 	ch chan struct{}
 }
 
-func startLocal(ctx context.Context, cfg *Config, seed uint64) (*localRun, error) {
+// startLocal runs the fans in this process until runCtx ends; their
+// sockets may outlive it (until finish), but not ctx.
+func startLocal(ctx, runCtx context.Context, cfg *Config, seed uint64) (*localRun, error) {
 	e, err := setup(ctx, cfg, splitShare(cfg, 0, 1), seed)
 	if err != nil {
 		return nil, err
@@ -287,67 +342,92 @@ func startLocal(ctx context.Context, cfg *Config, seed uint64) (*localRun, error
 	l := &localRun{e: e, ch: make(chan struct{})}
 	go func() {
 		defer close(l.ch)
-		runShare(ctx, e)
+		runShare(runCtx, e)
 	}()
 	return l, nil
 }
 
 func (l *localRun) done() <-chan struct{} { return l.ch }
 func (l *localRun) progress() progress    { return l.e.st.progress() }
+func (l *localRun) stop()                 { <-l.ch } // runShare returns within its own bound once ctx is done
+func (l *localRun) check(_ int, truth []uint8) mapCheck {
+	return l.e.checkMaps(truth)
+}
 func (l *localRun) finish() (*stats, int) {
-	<-l.ch // runShare returns within its own bound once ctx is done
+	<-l.ch
+	l.e.closeSockets()
 	l.e.cl.close()
 	return l.e.st, 1
 }
 
-// serverWatch samples the server's /proc entry.
+// serverWatch samples the servers' /proc entries (--server-pid, one per
+// --url server).
 type serverWatch struct {
-	pid      int
+	pids     []int
 	mu       sync.Mutex
-	base     procSample
-	last     procSample
-	peakRSS  uint64
-	rssAtTop uint64 // RSS when the connected count last reached its peak
-	failed   bool
+	base     []procSample
+	last     []procSample
+	peakRSS  []uint64
+	rssAtTop []uint64 // RSS when the connected count last reached its peak
 }
 
-func newServerWatch(pid int) (*serverWatch, error) {
-	s, err := readProc(pid)
-	if err != nil {
-		return nil, err
+func newServerWatch(pids []int) (*serverWatch, error) {
+	w := &serverWatch{pids: pids}
+	for _, pid := range pids {
+		s, err := readProc(pid)
+		if err != nil {
+			return nil, fmt.Errorf("--server-pid %d: %w", pid, err)
+		}
+		w.base, w.last = append(w.base, s), append(w.last, s)
+		w.peakRSS, w.rssAtTop = append(w.peakRSS, s.RSSBytes), append(w.rssAtTop, s.RSSBytes)
 	}
-	return &serverWatch{pid: pid, base: s, last: s, peakRSS: s.RSSBytes, rssAtTop: s.RSSBytes}, nil
+	return w, nil
 }
 
 func (w *serverWatch) sample() {
-	s, err := readProc(w.pid)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err != nil {
-		w.failed = true // the server exited; keep the last reading
-		return
+	for i, pid := range w.pids {
+		s, err := readProc(pid)
+		if err != nil {
+			continue // the server exited; keep its last reading
+		}
+		w.mu.Lock()
+		w.last[i] = s
+		w.peakRSS[i] = max(w.peakRSS[i], s.RSSBytes)
+		w.mu.Unlock()
 	}
-	w.last = s
-	w.peakRSS = max(w.peakRSS, s.RSSBytes)
 }
 
 func (w *serverWatch) sampleAtPeak() {
 	w.sample()
 	w.mu.Lock()
-	w.rssAtTop = w.last.RSSBytes
+	for i := range w.pids {
+		w.rssAtTop[i] = w.last[i].RSSBytes
+	}
 	w.mu.Unlock()
 }
 
-// fill puts the server figures into r: peak RSS, RSS before the run, RSS
-// growth per connection at the connection peak, CPU used during the run.
+// fill puts the server figures into r: per server (r.Servers, one per pid
+// in the same order) its peak RSS, RSS before the run and CPU used during
+// the run; in the totals their sums and the RSS growth per connection at
+// the connection peak (all servers' growth ÷ all sockets).
 func (w *serverWatch) fill(r *Report, peakConns int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	rss, base := w.peakRSS, w.base.RSSBytes
-	cpu := round3(w.last.CPUSeconds - w.base.CPUSeconds)
+	var rss, base, top uint64
+	var cpu float64
+	for i, pid := range w.pids {
+		p, peak, b := pid, w.peakRSS[i], w.base[i].RSSBytes
+		c := round3(w.last[i].CPUSeconds - w.base[i].CPUSeconds)
+		if i < len(r.Servers) {
+			sv := &r.Servers[i]
+			sv.PID, sv.RSSBytes, sv.RSSBaseBytes, sv.CPUSeconds = &p, &peak, &b, &c
+		}
+		rss, base, top, cpu = rss+peak, base+b, top+w.rssAtTop[i], cpu+c
+	}
+	cpu = round3(cpu)
 	r.ServerRSSBytes, r.ServerRSSBaseBytes, r.ServerCPUSeconds = &rss, &base, &cpu
-	if peakConns > 0 && w.rssAtTop > base {
-		per := (w.rssAtTop - base) / uint64(peakConns)
+	if peakConns > 0 && top > base {
+		per := (top - base) / uint64(peakConns)
 		r.ServerRSSPerConnBytes = &per
 	}
 }

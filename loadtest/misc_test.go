@@ -31,7 +31,8 @@ func TestReportJSONShape(t *testing.T) {
 	want := []string{"scenario", "url", "event", "procs", "elapsed_s", "fans", "connected_peak", "admitted",
 		"holds_ok", "holds_conflict", "releases", "orders", "declined", "seats_sold", "seats_total", "sold_out",
 		"sold_out_s", "double_sold", "double_sold_seats", "errors", "holds_per_s", "checkouts_per_s", "probe_changes",
-		"latency_ms", "server_rss_bytes", "server_rss_base_bytes", "server_rss_per_conn_bytes", "server_cpu_seconds"}
+		"latency_ms", "server_rss_bytes", "server_rss_base_bytes", "server_rss_per_conn_bytes", "server_cpu_seconds",
+		"admitted_per_s", "maps_checked", "maps_diverged", "maps_diverged_examples", "maps_truth", "maps_check_error", "servers"}
 	var got []string
 	for k := range m {
 		got = append(got, k)

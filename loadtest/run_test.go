@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"sort"
 	"strings"
@@ -210,5 +212,105 @@ func TestRunCreateEventNeedsStaffToken(t *testing.T) {
 	err := Run(context.Background(), []string{"--url", srv.URL, "--create-event", "--staff-token", "wrong", "--quiet"}, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "unauthorized") {
 		t.Errorf("Run = %v, want unauthorized", err)
+	}
+}
+
+func urlsOf(srvs []*httptest.Server) string {
+	var urls []string
+	for _, s := range srvs {
+		urls = append(urls, s.URL)
+	}
+	return strings.Join(urls, ",")
+}
+
+// TestRunDropAcrossServers runs the drop against three servers sharing one
+// state (as three processes share Redis and Postgres): fans are spread
+// round-robin, every map converges, and each server gets its own figures.
+func TestRunDropAcrossServers(t *testing.T) {
+	f, srvs := newFakeCluster(t, 3, nil)
+	pid := fmt.Sprint(os.Getpid()) // the fake servers run in this process
+	rep, raw, err := runJSON(t, fakeArgs(urlsOf(srvs), "drop", "--fans", "90", "--join-rate", "600",
+		"--think", "5ms", "--duration", "30s", "--probe-interval", "20ms", "--server-pid", pid+","+pid+","+pid)...)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !rep.SoldOut || rep.SeatsSold != 100 || rep.DoubleSold != 0 || len(rep.Errors) != 0 {
+		t.Errorf("sold_out %v seats_sold %d double_sold %d errors %v", rep.SoldOut, rep.SeatsSold, rep.DoubleSold, rep.Errors)
+	}
+	if rep.MapsDiverged != 0 || rep.MapsChecked < 2 || rep.MapsError != "" || !strings.Contains(rep.MapsTruth, srvs[0].URL) {
+		t.Errorf("maps_checked %d maps_diverged %d error %q truth %q examples %v",
+			rep.MapsChecked, rep.MapsDiverged, rep.MapsError, rep.MapsTruth, rep.MapsExamples)
+	}
+	if rep.AdmittedPerS <= 0 || rep.URL != urlsOf(srvs) {
+		t.Errorf("admitted_per_s %v url %q", rep.AdmittedPerS, rep.URL)
+	}
+	if len(rep.Servers) != 3 {
+		t.Fatalf("servers = %+v, want 3", rep.Servers)
+	}
+	var cpu float64
+	var rss, checked uint64
+	for i, sv := range rep.Servers {
+		if sv.URL != srvs[i].URL || sv.Fans != 30 || sv.PID == nil || *sv.PID != os.Getpid() ||
+			sv.RSSBytes == nil || sv.RSSBaseBytes == nil || sv.CPUSeconds == nil {
+			t.Errorf("server %d = %+v; want its url, 30 fans, pid and figures", i, sv)
+			continue
+		}
+		if f.socketsOn(i) < 30 {
+			t.Errorf("server %d accepted %d sockets; its 30 fans open one each", i, f.socketsOn(i))
+		}
+		cpu += *sv.CPUSeconds
+		rss += *sv.RSSBytes
+		checked += uint64(sv.MapsChecked)
+	}
+	if rep.ServerRSSBytes == nil || *rep.ServerRSSBytes != rss || rep.ServerCPUSeconds == nil || math.Abs(*rep.ServerCPUSeconds-cpu) > 0.01 {
+		t.Errorf("totals rss %v cpu %v, want the sums %d and %.3f", rep.ServerRSSBytes, rep.ServerCPUSeconds, rss, cpu)
+	}
+	if checked != uint64(rep.MapsChecked) {
+		t.Errorf("servers' maps_checked add up to %d, report says %d", checked, rep.MapsChecked)
+	}
+	s0 := raw["servers"].([]any)[0].(map[string]any)
+	for _, k := range []string{"url", "pid", "fans", "maps_checked", "maps_diverged", "rss_bytes", "rss_base_bytes", "cpu_seconds"} {
+		if _, ok := s0[k]; !ok {
+			t.Errorf("servers[0] lacks %q: %v", k, s0)
+		}
+	}
+}
+
+// TestRunDropReportsLostChanges: the second server's sockets never hear of
+// a sale, so its fans' maps keep those seats held; the run fails on it.
+func TestRunDropReportsLostChanges(t *testing.T) {
+	_, srvs := newFakeCluster(t, 2, func(f *fakeServer) { f.loseSoldOn = 2 })
+	rep, _, err := runJSON(t, fakeArgs(urlsOf(srvs), "drop", "--fans", "120", "--join-rate", "1000",
+		"--think", "2ms", "--abandon", "0", "--duration", "20s")...)
+	if err == nil || !strings.Contains(err.Error(), "diverged") {
+		t.Errorf("Run error = %v, want one about diverged maps", err)
+	}
+	if rep.MapsDiverged == 0 || len(rep.Servers) != 2 || rep.Servers[1].MapsDiverged == 0 || rep.Servers[0].MapsDiverged != 0 {
+		t.Fatalf("maps_diverged %d servers %+v; want the second server's fans diverged, the first's not", rep.MapsDiverged, rep.Servers)
+	}
+	if len(rep.MapsExamples) == 0 || !strings.Contains(rep.MapsExamples[0], srvs[1].URL) || !strings.Contains(rep.MapsExamples[0], "truth sold") {
+		t.Errorf("examples %q, want one naming %s and a seat sold in truth", rep.MapsExamples, srvs[1].URL)
+	}
+	if rep.DoubleSold != 0 {
+		t.Errorf("double_sold %d: the sales themselves were fine", rep.DoubleSold)
+	}
+}
+
+// TestRunWorkersAcrossServers: worker processes get the server list too.
+func TestRunWorkersAcrossServers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	f, srvs := newFakeCluster(t, 2, nil)
+	rep, _, err := runJSON(t, fakeArgs(urlsOf(srvs), "drop", "--fans", "60", "--join-rate", "600", "--procs", "2",
+		"--think", "2ms", "--duration", "30s")...)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if rep.Procs != 2 || !rep.SoldOut || rep.DoubleSold != 0 || rep.MapsDiverged != 0 || rep.MapsChecked == 0 {
+		t.Errorf("procs %d sold_out %v double_sold %d maps %d/%d", rep.Procs, rep.SoldOut, rep.DoubleSold, rep.MapsDiverged, rep.MapsChecked)
+	}
+	if len(rep.Servers) != 2 || rep.Servers[0].Fans != 30 || rep.Servers[1].Fans != 30 || f.socketsOn(0) < 30 || f.socketsOn(1) < 30 {
+		t.Errorf("servers %+v, sockets %d/%d; want 30 fans on each", rep.Servers, f.socketsOn(0), f.socketsOn(1))
 	}
 }

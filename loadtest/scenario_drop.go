@@ -62,30 +62,31 @@ func waitOrDone(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// dropFan is one fan of the drop.
+// dropFan is one fan of the drop. i is its index in this process; it uses
+// the server of its global index (round-robin over --url). A fan who paid,
+// abandoned or gave up leaves (closes its socket); a fan who saw the event
+// sold out or was still buying when the run ended stays on the page: its
+// socket stays open for the map check.
 func dropFan(ctx context.Context, e *env, i int) {
 	st := e.st
 	st.fans.Add(1)
 	s := newSession(e, true, true)
+	s.f.srv = e.fanServer(e.share.fanBase + i)
+	st.fanOn(s.f.srv)
 	if err := s.join(ctx); err != nil {
 		st.fail(errCode(ctx, err))
 		return
 	}
-	fctx, cancel := context.WithCancel(ctx)
+	bctx, cancel := context.WithCancel(ctx) // buying: ends with the run or the socket
 	defer cancel()
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := s.run(fctx); err != nil {
-			st.fail(errCode(ctx, err))
-		}
-		cancel() // a fan whose socket is gone stops buying
-	})
-	if s.waitReady(fctx) {
-		buy(fctx, e, s, e.rng(uint64(i)+1), i)
+	if !e.openSocket(ctx, s, cancel) {
+		return
+	}
+	if s.waitReady(bctx) && buy(bctx, e, s, e.rng(uint64(i)+1), i) {
+		e.watch(s)
+		return
 	}
 	s.stop()
-	cancel()
-	wg.Wait()
 }
 
 // think waits a random time up to --think, like a person reading the map.
@@ -96,25 +97,27 @@ func think(ctx context.Context, e *env, rng *rand.Rand) bool {
 	return sleep(ctx, time.Duration(rng.Int64N(int64(e.cfg.Think))))
 }
 
-// buy is what an admitted drop fan does: pick, hold, pay (or abandon).
-func buy(ctx context.Context, e *env, s *session, rng *rand.Rand, i int) {
+// buy is what an admitted drop fan does: pick, hold, pay (or abandon). It
+// reports whether the fan stays on the page: true when it saw the event sold
+// out or the run (ctx) ended first, false when it paid, abandoned or gave up.
+func buy(ctx context.Context, e *env, s *session, rng *rand.Rand, i int) bool {
 	cfg := e.cfg
 	for attempt := 0; attempt < maxBuyAttempts && ctx.Err() == nil; {
 		if !think(ctx, e, rng) {
-			return
+			return true
 		}
 		n := cfg.HoldMin + rng.IntN(cfg.HoldMax-cfg.HoldMin+1)
 		idx := s.m.pick(e.v, n, rng)
 		if idx == nil {
 			if _, sold := s.m.counts(); sold == len(e.v.ids) {
-				return // sold out, as far as this fan can see
+				return true // sold out, as far as this fan can see
 			}
 			// Nothing free now: wait for the map to change (a release or
 			// an expiry), bounded by the run.
 			select {
 			case <-s.m.changed:
 			case <-ctx.Done():
-				return
+				return true
 			}
 			continue
 		}
@@ -124,26 +127,27 @@ func buy(ctx context.Context, e *env, s *session, rng *rand.Rand, i int) {
 			if err != nil && (errCode(ctx, err) == "seat_unavailable" || retryable(err)) {
 				continue
 			}
-			return // not_admitted, seat_limit, ...: this fan cannot go on
+			return ctx.Err() != nil // not_admitted, seat_limit, ...: this fan cannot go on
 		}
 		if !think(ctx, e, rng) {
-			return
+			return true
 		}
 		if rng.Float64() < cfg.Abandon {
 			for _, seat := range seats {
 				releaseSeat(ctx, e, &s.f, seat)
 			}
-			return
+			return false
 		}
 		switch res, _ := pay(ctx, e, &s.f, rng, fmt.Sprintf("fan%d-%d@loadtest.example", e.share.index, i)); res {
 		case paid:
-			return
+			return false
 		case payHoldLost:
 			continue // pick again
 		default:
-			return
+			return ctx.Err() != nil
 		}
 	}
+	return ctx.Err() != nil
 }
 
 // holdSeats sends one hold and records it, retrying up to retries times
@@ -175,7 +179,7 @@ func holdSeats(ctx context.Context, e *env, f *fan, seats []string, m *seatMap, 
 							taken = append(taken, k)
 						}
 					}
-					m.set(taken, stHeld)
+					m.markTaken(taken)
 				}
 			}
 			return false, err

@@ -29,23 +29,54 @@ func runIdle(ctx context.Context, e *env) {
 			checkoutWorker(ctx, e, seats, newPacer(time.Second), uint64(1<<30+b))
 		})
 	}
+	stride := idleMapStride(e.share.fans, len(e.v.ids))
 	spawn(ctx, e.share.fans, e.share.joinRate, func(i int) {
-		wg.Go(func() { idleFan(ctx, e) })
+		wg.Go(func() { idleFan(ctx, e, i, i%stride == 0) })
 	})
 	waitOrDone(ctx, &wg)
 }
 
-// idleFan joins, is admitted and listens until the run ends.
-func idleFan(ctx context.Context, e *env) {
+// idleMapBudget bounds the memory of the live maps idle fans keep for the
+// map check, per process: one byte per seat per fan.
+const idleMapBudget = 64 << 20
+
+// idleMapStride returns k such that every k-th idle fan keeps a live map:
+// all of them while fans × seats fits idleMapBudget.
+func idleMapStride(fans, seats int) int {
+	if fans <= 0 || seats <= 0 {
+		return 1
+	}
+	return max(1, (fans*seats+idleMapBudget-1)/idleMapBudget)
+}
+
+// idleFan joins, is admitted and listens until the run ends. A fan that
+// keeps a map (keepMap) stays connected after the run for the map check.
+func idleFan(ctx context.Context, e *env, i int, keepMap bool) {
 	e.st.fans.Add(1)
-	s := newSession(e, false, true)
+	s := newSession(e, keepMap, true)
+	s.f.srv = e.fanServer(e.share.fanBase + i)
+	e.st.fanOn(s.f.srv)
 	if err := s.join(ctx); err != nil {
 		e.st.fail(errCode(ctx, err))
 		return
 	}
-	if err := s.run(ctx); err != nil {
-		e.st.fail(errCode(ctx, err))
+	if !keepMap {
+		if err := s.run(ctx); err != nil {
+			e.st.fail(errCode(ctx, err))
+		}
+		return
 	}
+	lctx, cancel := context.WithCancel(ctx) // listening: ends with the run or the socket
+	defer cancel()
+	if !e.openSocket(ctx, s, cancel) {
+		return
+	}
+	<-lctx.Done()
+	if ctx.Err() != nil && s.live.Load() {
+		e.watch(s)
+		return
+	}
+	s.stop()
 }
 
 // maxProbeFailures stops a probe whose requests keep failing.
@@ -65,6 +96,7 @@ func runProbe(ctx context.Context, e *env, settled func() bool) {
 	st := e.st
 	s := newSession(e, true, false)
 	s.probeFan = true
+	s.f.srv = e.share.index % e.servers()
 	if err := s.join(ctx); err != nil {
 		st.fail(errCode(ctx, err))
 		return
@@ -107,7 +139,7 @@ func runProbe(ctx context.Context, e *env, settled func() bool) {
 		if _, err := e.cl.hold(pctx, &s.f, []string{name}); err != nil {
 			e.pr.cancel(id)
 			if code := errCode(pctx, err); code == "seat_unavailable" {
-				s.m.set(idx, stHeld)
+				s.m.markTaken(idx)
 			} else if code != "" {
 				st.fail("probe_" + code)
 				failures++

@@ -121,12 +121,13 @@ type loopFan struct {
 	bought int
 }
 
-// admitFan makes a new fan: it joins the waiting room and polls its place
-// until admitted. The wait counts in join_to_admitted.
+// admitFan makes a new fan on the next server of the process's round-robin:
+// it joins the waiting room and polls its place until admitted. The wait counts in join_to_admitted.
 func admitFan(ctx context.Context, e *env) (*loopFan, error) {
 	st := e.st
 	st.fans.Add(1)
-	lf := &loopFan{}
+	lf := &loopFan{f: fan{srv: e.anyServer()}}
+	st.fanOn(lf.f.srv)
 	t0 := time.Now()
 	var q queueStatus
 	var err error
@@ -153,8 +154,9 @@ func admitFan(ctx context.Context, e *env) (*loopFan, error) {
 			q.State = "waiting"
 		}
 	}
-	st.admitted.Add(1)
-	st.joinToAdmitted.record(time.Since(t0))
+	now := time.Now()
+	st.admit(now)
+	st.joinToAdmitted.record(now.Sub(t0))
 	return lf, nil
 }
 

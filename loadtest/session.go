@@ -21,12 +21,91 @@ type env struct {
 	pr    *probe
 	seed  uint64
 	share share
+
+	// Sockets outlive the run (its ctx): fans still on the page when it
+	// ends keep listening for the map check until closeSockets.
+	linger     context.Context
+	stopLinger context.CancelFunc
+	sockMu     sync.Mutex
+	sockClosed bool
+	sockets    sync.WaitGroup
+	watchMu    sync.Mutex
+	watchers   []*session // fans whose maps the check compares
+
+	nextSrv atomic.Uint64 // round-robin over the servers for fans made on the go
 }
+
+// newEnv returns a process's env; its sockets may outlive ctx's
+// cancellation until closeSockets.
+func newEnv(ctx context.Context, cfg *Config, cl *client, v *venue, st *stats, seed uint64, sh share) *env {
+	e := &env{cfg: cfg, cl: cl, v: v, st: st, seed: seed, share: sh}
+	e.linger, e.stopLinger = context.WithCancel(context.WithoutCancel(ctx))
+	e.nextSrv.Store(uint64(sh.index))
+	return e
+}
+
+// servers returns how many servers the fans are spread over.
+func (e *env) servers() int { return max(1, len(e.cfg.URLs)) }
+
+// fanServer returns the server of the fan with global index g (round-robin).
+func (e *env) fanServer(g int) int { return g % e.servers() }
+
+// anyServer returns the next server in this process's round-robin, for
+// fans made on the go (closed-loop workers' fans).
+func (e *env) anyServer() int { return int((e.nextSrv.Add(1) - 1) % uint64(e.servers())) }
+
+// openSocket runs s's socket in the background until s.stop, a failure, or
+// closeSockets; ctx is the run's (errors after it ended are not counted).
+// onEnd is called when the socket is gone for good. It reports false (and
+// starts nothing) once closeSockets has begun.
+func (e *env) openSocket(ctx context.Context, s *session, onEnd func()) bool {
+	e.sockMu.Lock()
+	if e.sockClosed {
+		e.sockMu.Unlock()
+		return false
+	}
+	e.sockets.Add(1)
+	e.sockMu.Unlock()
+	go func() {
+		defer e.sockets.Done()
+		if err := s.run(e.linger); err != nil {
+			e.st.fail(errCode(ctx, err))
+		}
+		onEnd()
+	}()
+	return true
+}
+
+// watch keeps s for the map check: the fan stays on the page after the run.
+func (e *env) watch(s *session) {
+	e.watchMu.Lock()
+	e.watchers = append(e.watchers, s)
+	e.watchMu.Unlock()
+}
+
+// closeSockets closes every socket still open (after the map check) and
+// waits for them, at most closeWait.
+func (e *env) closeSockets() {
+	e.sockMu.Lock()
+	e.sockClosed = true
+	e.sockMu.Unlock()
+	e.stopLinger()
+	done := make(chan struct{})
+	go func() { e.sockets.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
+	}
+}
+
+// closeWait bounds how long closeSockets waits for the sockets to close.
+const closeWait = 15 * time.Second
 
 // share is this process's part of the run.
 type share struct {
 	index, count int     // process index and number of processes
 	fans         int     // drop, idle
+	fanBase      int     // drop, idle: global index of this process's first fan
 	joinRate     float64 // drop, idle
 	workers      int     // holds, checkout: closed-loop workers here
 	workerBase   int     // global index of this process's first worker
@@ -46,7 +125,7 @@ func splitShare(c *Config, i, n int) share {
 		return base, before
 	}
 	s := share{index: i, count: n, joinRate: c.JoinRate / float64(n), rate: c.Rate / float64(n), workersAll: c.Concurrency}
-	s.fans, _ = part(c.Fans)
+	s.fans, s.fanBase = part(c.Fans)
 	s.workers, s.workerBase = part(c.Concurrency)
 	if i == 0 {
 		s.buyers = c.Buyers
@@ -118,6 +197,7 @@ type session struct {
 
 	joined    time.Time
 	admitted  atomic.Bool
+	live      atomic.Bool // the socket is open and its map is a snapshot plus every batch since
 	m         *seatMap
 	ready     chan struct{} // closed at the first snapshot
 	readyOnce sync.Once
@@ -144,7 +224,7 @@ func newSession(e *env, keepMap, listen bool) *session {
 // markAdmitted records the admission once.
 func (s *session) markAdmitted(at time.Time) {
 	if s.admitted.CompareAndSwap(false, true) && !s.probeFan {
-		s.e.st.admitted.Add(1)
+		s.e.st.admit(at)
 		s.e.st.joinToAdmitted.record(at.Sub(s.joined))
 	}
 }
@@ -183,6 +263,7 @@ func (s *session) run(ctx context.Context) error {
 		}
 		st.connected.Add(1)
 		err = s.read(ctx, conn)
+		s.live.Store(false)
 		st.connected.Add(-1)
 		conn.CloseNow()
 		if s.stopping.Load() || ctx.Err() != nil {
@@ -303,6 +384,7 @@ func (s *session) handle(b []byte) error {
 		if s.e.pr != nil {
 			s.seen = s.e.pr.newest()
 		}
+		s.live.Store(true)
 		s.readyOnce.Do(func() { close(s.ready) })
 		if s.m != nil {
 			s.m.notify()

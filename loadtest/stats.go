@@ -26,6 +26,10 @@ type stats struct {
 	errTotal      atomic.Int64
 	firstOp       atomic.Int64 // UnixNano of the first hold/checkout attempt
 	lastOp        atomic.Int64 // UnixNano of the last hold/checkout answer
+	firstAdmit    atomic.Int64 // UnixNano of the first admission seen
+	lastAdmit     atomic.Int64 // UnixNano of the last admission seen
+
+	srvFans [maxServers]atomic.Int64 // fans started per server (index into --url)
 
 	errMu  sync.Mutex
 	errors map[string]int64
@@ -57,21 +61,45 @@ func (s *stats) fail(code string) {
 }
 
 // opStart notes an attempt (for the throughput window); opEnd its answer.
-func (s *stats) opStart(t time.Time) {
-	n := t.UnixNano()
+func (s *stats) opStart(t time.Time) { storeMin(&s.firstOp, t.UnixNano()) }
+func (s *stats) opEnd(t time.Time)   { storeMax(&s.lastOp, t.UnixNano()) }
+
+// admit counts a fan's admission, seen at t (for the admission window).
+func (s *stats) admit(t time.Time) {
+	s.admitted.Add(1)
+	s.admitWindow(t.UnixNano(), t.UnixNano())
+}
+
+func (s *stats) admitWindow(first, last int64) {
+	if first != 0 {
+		storeMin(&s.firstAdmit, first)
+	}
+	if last != 0 {
+		storeMax(&s.lastAdmit, last)
+	}
+}
+
+// fanOn counts a fan started on server srv.
+func (s *stats) fanOn(srv int) {
+	if srv >= 0 && srv < maxServers {
+		s.srvFans[srv].Add(1)
+	}
+}
+
+// storeMin lowers a (0: unset) to n; storeMax raises a to n.
+func storeMin(a *atomic.Int64, n int64) {
 	for {
-		f := s.firstOp.Load()
-		if (f != 0 && f <= n) || s.firstOp.CompareAndSwap(f, n) {
+		f := a.Load()
+		if (f != 0 && f <= n) || a.CompareAndSwap(f, n) {
 			return
 		}
 	}
 }
 
-func (s *stats) opEnd(t time.Time) {
-	n := t.UnixNano()
+func storeMax(a *atomic.Int64, n int64) {
 	for {
-		l := s.lastOp.Load()
-		if l >= n || s.lastOp.CompareAndSwap(l, n) {
+		l := a.Load()
+		if l >= n || a.CompareAndSwap(l, n) {
 			return
 		}
 	}
@@ -124,6 +152,9 @@ type partial struct {
 	Errors        map[string]int64    `json:"errors"`
 	FirstOp       int64               `json:"first_op"`
 	LastOp        int64               `json:"last_op"`
+	FirstAdmit    int64               `json:"first_admit"`
+	LastAdmit     int64               `json:"last_admit"`
+	ServerFans    []int64             `json:"server_fans"`
 	ProbeChanges  int64               `json:"probe_changes"`
 	Hists         map[string]histData `json:"hists"`
 	OrderList     []orderRec          `json:"orders_list"`
@@ -147,6 +178,7 @@ func (s *stats) partial() partial {
 		Fans: s.fans.Load(), Admitted: s.admitted.Load(), HoldsOK: s.holdsOK.Load(), HoldsConflict: s.holdsConflict.Load(),
 		Releases: s.releases.Load(), Orders: s.orders.Load(), Declined: s.declined.Load(), SeatsSold: s.seatsSold.Load(),
 		Errors: map[string]int64{}, FirstOp: s.firstOp.Load(), LastOp: s.lastOp.Load(),
+		FirstAdmit: s.firstAdmit.Load(), LastAdmit: s.lastAdmit.Load(), ServerFans: s.serverFans(),
 		Hists: map[string]histData{}, OrderList: s.ledger.records(),
 	}
 	if s.probe != nil {
@@ -185,6 +217,12 @@ func (s *stats) merge(p partial) {
 	if p.LastOp != 0 {
 		s.opEnd(time.Unix(0, p.LastOp))
 	}
+	s.admitWindow(p.FirstAdmit, p.LastAdmit)
+	for i, n := range p.ServerFans {
+		if i < maxServers {
+			s.srvFans[i].Add(n)
+		}
+	}
 	hs := s.hists()
 	for name, d := range p.Hists {
 		if h, ok := hs[name]; ok {
@@ -197,6 +235,21 @@ func (s *stats) merge(p partial) {
 	s.extraProbe += p.ProbeChanges
 }
 
+// serverFans returns the fans started per server, up to the last server
+// that has any.
+func (s *stats) serverFans() []int64 {
+	var out []int64
+	for i := range s.srvFans {
+		if n := s.srvFans[i].Load(); n != 0 {
+			for len(out) < i {
+				out = append(out, 0)
+			}
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Report is the result of a run; with --json it is printed as one object.
 type Report struct {
 	Scenario       string             `json:"scenario"`
@@ -207,6 +260,7 @@ type Report struct {
 	Fans           int64              `json:"fans"`
 	ConnectedPeak  int64              `json:"connected_peak"`
 	Admitted       int64              `json:"admitted"`
+	AdmittedPerS   float64            `json:"admitted_per_s"`
 	HoldsOK        int64              `json:"holds_ok"`
 	HoldsConflict  int64              `json:"holds_conflict"`
 	Releases       int64              `json:"releases"`
@@ -223,11 +277,34 @@ type Report struct {
 	CheckoutsPerS  float64            `json:"checkouts_per_s"`
 	ProbeChanges   int64              `json:"probe_changes"`
 	Latency        map[string]latency `json:"latency_ms"`
+	// The map check (drop, idle): fans' live maps compared with the truth
+	// after the run; the truth snapshot itself is counted as one more map.
+	MapsChecked  int64    `json:"maps_checked"`
+	MapsDiverged int64    `json:"maps_diverged"`
+	MapsExamples []string `json:"maps_diverged_examples"`
+	MapsTruth    string   `json:"maps_truth"`       // what the truth was
+	MapsError    string   `json:"maps_check_error"` // why the check could not run ("" if it did or does not apply)
 	// Server figures from /proc/<--server-pid>; null without --server-pid.
-	ServerRSSBytes        *uint64  `json:"server_rss_bytes"`
-	ServerRSSBaseBytes    *uint64  `json:"server_rss_base_bytes"`
-	ServerRSSPerConnBytes *uint64  `json:"server_rss_per_conn_bytes"`
-	ServerCPUSeconds      *float64 `json:"server_cpu_seconds"`
+	// With several servers they are sums over the servers (RSS: the sum of
+	// each one's peak), and Servers has each one's.
+	ServerRSSBytes        *uint64        `json:"server_rss_bytes"`
+	ServerRSSBaseBytes    *uint64        `json:"server_rss_base_bytes"`
+	ServerRSSPerConnBytes *uint64        `json:"server_rss_per_conn_bytes"`
+	ServerCPUSeconds      *float64       `json:"server_cpu_seconds"`
+	Servers               []serverReport `json:"servers"`
+}
+
+// serverReport is one server of --url: its fans, their maps and, with
+// --server-pid, its resources.
+type serverReport struct {
+	URL          string   `json:"url"`
+	PID          *int     `json:"pid"`
+	Fans         int64    `json:"fans"`
+	MapsChecked  int64    `json:"maps_checked"`
+	MapsDiverged int64    `json:"maps_diverged"`
+	RSSBytes     *uint64  `json:"rss_bytes"`      // peak during the run
+	RSSBaseBytes *uint64  `json:"rss_base_bytes"` // before the run
+	CPUSeconds   *float64 `json:"cpu_seconds"`    // user + system during the run
 }
 
 // report builds the Report from the merged stats.
@@ -235,7 +312,7 @@ func (s *stats) report() Report {
 	r := Report{
 		Fans: s.fans.Load(), Admitted: s.admitted.Load(), HoldsOK: s.holdsOK.Load(), HoldsConflict: s.holdsConflict.Load(),
 		Releases: s.releases.Load(), Orders: s.orders.Load(), Declined: s.declined.Load(), SeatsSold: s.seatsSold.Load(),
-		Errors: map[string]int64{}, Latency: map[string]latency{},
+		Errors: map[string]int64{}, Latency: map[string]latency{}, MapsExamples: []string{}, Servers: []serverReport{},
 	}
 	r.DoubleSoldList = s.ledger.doubleSold()
 	r.DoubleSold = len(r.DoubleSoldList)
@@ -246,6 +323,9 @@ func (s *stats) report() Report {
 	s.errMu.Unlock()
 	for name, h := range s.hists() {
 		r.Latency[name] = h.summary()
+	}
+	if f, l := s.firstAdmit.Load(), s.lastAdmit.Load(); f != 0 && l > f {
+		r.AdmittedPerS = round3(float64(r.Admitted) / time.Duration(l-f).Seconds())
 	}
 	if f, l := s.firstOp.Load(), s.lastOp.Load(); f != 0 && l > f {
 		win := time.Duration(l - f).Seconds()
@@ -263,7 +343,11 @@ func (s *stats) report() Report {
 func writeSummary(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "seatmap loadtest: scenario %s, event %s at %s, %.1f s, %d process(es)\n",
 		r.Scenario, r.Event, r.URL, r.ElapsedS, r.Procs)
-	fmt.Fprintf(w, "  fans %d, connected peak %d, admitted %d\n", r.Fans, r.ConnectedPeak, r.Admitted)
+	adm := fmt.Sprintf("  fans %d, connected peak %d, admitted %d", r.Fans, r.ConnectedPeak, r.Admitted)
+	if r.AdmittedPerS > 0 {
+		adm += fmt.Sprintf(" (%.1f/s from the first admission to the last)", r.AdmittedPerS)
+	}
+	fmt.Fprintln(w, adm)
 	fmt.Fprintf(w, "  holds %d ok, %d conflict, %d released; orders %d (%d payments declined first)\n",
 		r.HoldsOK, r.HoldsConflict, r.Releases, r.Orders, r.Declined)
 	sold := fmt.Sprintf("  seats sold %d of %d", r.SeatsSold, r.SeatsTotal)
@@ -297,8 +381,37 @@ func writeSummary(w io.Writer, r *Report) {
 		}
 		fmt.Fprintf(w, "  errors: %s\n", strings.Join(parts, " "))
 	}
+	switch {
+	case r.MapsError != "":
+		fmt.Fprintf(w, "  maps: NOT CHECKED: %s\n", r.MapsError)
+	case r.MapsChecked > 0 || r.MapsDiverged > 0:
+		fmt.Fprintf(w, "  maps: %d checked against the truth, %d diverged\n", r.MapsChecked, r.MapsDiverged)
+	}
+	if r.MapsTruth != "" {
+		fmt.Fprintf(w, "  truth: %s\n", r.MapsTruth)
+	}
+	for _, ex := range r.MapsExamples {
+		fmt.Fprintf(w, "  DIVERGED: %s\n", ex)
+	}
+	if len(r.Servers) > 1 || (len(r.Servers) == 1 && r.Servers[0].PID != nil) {
+		for _, sv := range r.Servers {
+			line := fmt.Sprintf("  %s:", sv.URL)
+			if sv.PID != nil {
+				line += fmt.Sprintf(" pid %d,", *sv.PID)
+			}
+			line += fmt.Sprintf(" fans %d, maps %d checked / %d diverged", sv.Fans, sv.MapsChecked, sv.MapsDiverged)
+			if sv.RSSBytes != nil && sv.RSSBaseBytes != nil && sv.CPUSeconds != nil {
+				line += fmt.Sprintf("; peak RSS %s (%s before), CPU %.2f s", mib(*sv.RSSBytes), mib(*sv.RSSBaseBytes), *sv.CPUSeconds)
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
 	if r.ServerRSSBytes != nil {
-		line := fmt.Sprintf("  server: peak RSS %s", mib(*r.ServerRSSBytes))
+		who := "server"
+		if len(r.Servers) > 1 {
+			who = fmt.Sprintf("servers (sum of %d)", len(r.Servers))
+		}
+		line := fmt.Sprintf("  %s: peak RSS %s", who, mib(*r.ServerRSSBytes))
 		if r.ServerRSSBaseBytes != nil {
 			line += fmt.Sprintf(" (%s before the run)", mib(*r.ServerRSSBaseBytes))
 		}

@@ -86,22 +86,33 @@ func (m *seatMap) notify() {
 	}
 }
 
-// set sets seats to a state (used when a response tells the fan more
-// than its map knew, e.g. which seats were taken).
-func (m *seatMap) set(idx []int32, st uint8) {
+// stTaken marks, in a fan's map, a seat a response said was taken while
+// the socket has not said so (yet): pick skips it, and the next state the
+// socket sends for the seat replaces the whole byte. The low bits keep what
+// the socket said, which is what the map check compares (stMask).
+const (
+	stTaken uint8 = 0x80
+	stMask  uint8 = 0x7f
+)
+
+// markTaken marks seats a response said are taken (409 seat_unavailable
+// names them), so the fan does not pick them again before its socket tells
+// it more. The socket's own state of each seat is kept.
+func (m *seatMap) markTaken(idx []int32) {
 	m.mu.Lock()
 	for _, i := range idx {
-		m.states[i] = st
+		m.states[i] |= stTaken
 	}
 	m.mu.Unlock()
 }
 
-// counts returns how many seats are available and how many are sold.
+// counts returns how many seats are available and how many are sold, as
+// the socket said.
 func (m *seatMap) counts() (available, sold int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.states {
-		switch s {
+		switch s & stMask {
 		case stAvailable:
 			available++
 		case stSold:

@@ -29,13 +29,28 @@ type workerSpec struct {
 // workerMsg is one line a worker writes on its stdout.
 type workerMsg struct {
 	Progress *progress `json:"progress,omitempty"`
+	Stopped  bool      `json:"stopped,omitempty"` // the share stopped buying
+	Check    *mapCheck `json:"check,omitempty"`   // the answer to a coordMsg with a truth
+	Round    int       `json:"round,omitempty"`   // of Check
 	Result   *partial  `json:"result,omitempty"`
 	Error    string    `json:"error,omitempty"`
 }
 
+// coordMsg is one line the coordinator writes on a worker's stdin: stop
+// (the run is over), or a truth to compare the kept fans' maps with. The
+// end of stdin means: close the sockets and hand in the result.
+type coordMsg struct {
+	Stop  bool    `json:"stop,omitempty"`
+	Round int     `json:"round,omitempty"`
+	Truth []uint8 `json:"truth,omitempty"`
+}
+
 // runWorker is a worker process: it runs its share until the deadline or
-// until its stdin closes (the coordinator's stop), writing a progress line
-// every sampleEvery and one result line at the end.
+// the coordinator's stop (a line on stdin, or its end), writing a progress
+// line every sampleEvery and a "stopped" line when its fans stopped buying;
+// then it answers each truth the coordinator sends with the map check of its
+// kept fans and, when stdin ends, closes their sockets and writes one
+// result line.
 func runWorker(ctx context.Context, specJSON string, stdin io.Reader, stdout io.Writer) error {
 	var spec workerSpec
 	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
@@ -45,11 +60,30 @@ func runWorker(ctx context.Context, specJSON string, stdin io.Reader, stdout io.
 		return fmt.Errorf("loadtest worker: index %d of %d", spec.Index, spec.Count)
 	}
 	cfg := spec.Config
+	root := ctx
 	ctx, cancel := context.WithDeadline(ctx, time.Unix(0, spec.Deadline))
 	defer cancel()
+	truths := make(chan coordMsg, checkRounds)
 	go func() {
-		io.Copy(io.Discard, stdin) // EOF: the coordinator says stop
-		cancel()
+		defer close(truths)
+		defer cancel() // EOF: the coordinator says stop (or is gone)
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		for sc.Scan() {
+			var m coordMsg
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				continue
+			}
+			if m.Stop {
+				cancel()
+			}
+			if m.Truth != nil {
+				select {
+				case truths <- m:
+				default: // more rounds than asked for: the coordinator is confused
+				}
+			}
+		}
 	}()
 	var mu sync.Mutex
 	enc := json.NewEncoder(stdout)
@@ -58,12 +92,13 @@ func runWorker(ctx context.Context, specJSON string, stdin io.Reader, stdout io.
 		defer mu.Unlock()
 		return enc.Encode(m)
 	}
-	e, err := setup(ctx, &cfg, splitShare(&cfg, spec.Index, spec.Count), spec.Seed)
+	e, err := setup(root, &cfg, splitShare(&cfg, spec.Index, spec.Count), spec.Seed)
 	if err != nil {
 		send(workerMsg{Error: err.Error()})
 		return fmt.Errorf("loadtest worker %d: %w", spec.Index, err)
 	}
 	defer e.cl.close()
+	defer e.closeSockets()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -82,6 +117,12 @@ func runWorker(ctx context.Context, specJSON string, stdin io.Reader, stdout io.
 			}
 		}
 	}
+	send(workerMsg{Stopped: true})
+	for m := range truths {
+		c := e.checkMaps(m.Truth)
+		send(workerMsg{Check: &c, Round: m.Round})
+	}
+	e.closeSockets()
 	res := e.st.partial()
 	return send(workerMsg{Result: &res})
 }
@@ -94,15 +135,18 @@ type workerRun struct {
 }
 
 type workerProc struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	mu     sync.Mutex
-	last   progress
-	result *partial
-	err    string
-	exited chan struct{}
-	first  chan struct{} // closed at the first line (or exit)
-	once   sync.Once
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	mu       sync.Mutex
+	last     progress
+	result   *partial
+	err      string
+	exited   chan struct{}
+	first    chan struct{} // closed at the first line (or exit)
+	once     sync.Once
+	stopped  chan struct{} // closed at the "stopped" line (or exit)
+	stopOnce sync.Once
+	checks   chan workerMsg // map check answers
 }
 
 // startTimeout bounds a worker's set-up (reading the event).
@@ -116,7 +160,7 @@ func startWorkers(ctx context.Context, cfg *Config, n int, seed uint64, deadline
 		return nil, fmt.Errorf("--procs: cannot find this program: %w", err)
 	}
 	wcfg := *cfg
-	wcfg.CreateEvent, wcfg.JSON, wcfg.ServerPID, wcfg.Procs = false, false, 0, n
+	wcfg.CreateEvent, wcfg.JSON, wcfg.ServerPIDs, wcfg.Procs = false, false, nil, n
 	r := &workerRun{ch: make(chan struct{}), stderr: stderr}
 	for i := 0; i < n; i++ {
 		spec, err := json.Marshal(workerSpec{Config: wcfg, Index: i, Count: n, Seed: seed, Deadline: deadline.UnixNano()})
@@ -140,7 +184,8 @@ func startWorkers(ctx context.Context, cfg *Config, n int, seed uint64, deadline
 			r.kill()
 			return nil, fmt.Errorf("--procs: start worker %d: %w", i, err)
 		}
-		w := &workerProc{cmd: cmd, stdin: stdin, exited: make(chan struct{}), first: make(chan struct{})}
+		w := &workerProc{cmd: cmd, stdin: stdin, exited: make(chan struct{}), first: make(chan struct{}),
+			stopped: make(chan struct{}), checks: make(chan workerMsg, checkRounds)}
 		r.procs = append(r.procs, w)
 		go w.readLoop(out)
 	}
@@ -165,7 +210,7 @@ func startWorkers(ctx context.Context, cfg *Config, n int, seed uint64, deadline
 	}
 	go func() {
 		for _, w := range r.procs {
-			<-w.exited
+			<-w.stopped
 		}
 		close(r.ch)
 	}()
@@ -175,6 +220,7 @@ func startWorkers(ctx context.Context, cfg *Config, n int, seed uint64, deadline
 // readLoop reads a worker's lines until it exits.
 func (w *workerProc) readLoop(out io.Reader) {
 	defer close(w.exited)
+	defer w.stopOnce.Do(func() { close(w.stopped) })
 	defer w.once.Do(func() { close(w.first) })
 	br := bufio.NewReaderSize(out, 1<<16)
 	for {
@@ -195,6 +241,15 @@ func (w *workerProc) readLoop(out io.Reader) {
 					w.err = m.Error
 				}
 				w.mu.Unlock()
+				if m.Stopped {
+					w.stopOnce.Do(func() { close(w.stopped) })
+				}
+				if m.Check != nil {
+					select {
+					case w.checks <- m:
+					default:
+					}
+				}
 			}
 			w.once.Do(func() { close(w.first) })
 		}
@@ -225,8 +280,64 @@ func (r *workerRun) progress() progress {
 	return p
 }
 
-// finishGrace is how long workers get to hand in their results after stop.
+// finishGrace is how long workers get to hand in their results after stop,
+// and to stop buying or answer a map check.
 const finishGrace = 30 * time.Second
+
+// send writes one line to a worker's stdin; a worker that is gone is
+// noticed by finish.
+func (w *workerProc) send(m coordMsg) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	w.stdin.Write(append(b, '\n'))
+}
+
+// stop tells every worker the run is over and waits until each has
+// stopped buying (or exited), at most finishGrace.
+func (r *workerRun) stop() {
+	for _, w := range r.procs {
+		w.send(coordMsg{Stop: true})
+	}
+	timeout := time.After(finishGrace)
+	for _, w := range r.procs {
+		select {
+		case <-w.stopped:
+		case <-timeout:
+			return
+		}
+	}
+}
+
+// check sends the truth to every worker and merges their answers for this
+// round; a worker that does not answer within finishGrace is left out.
+func (r *workerRun) check(round int, truth []uint8) mapCheck {
+	for _, w := range r.procs {
+		w.send(coordMsg{Round: round, Truth: truth})
+	}
+	var res mapCheck
+	timeout := time.After(finishGrace)
+	for i, w := range r.procs {
+	wait:
+		for {
+			select {
+			case m := <-w.checks:
+				if m.Round == round {
+					res.add(*m.Check)
+					break wait
+				}
+			case <-w.exited:
+				fmt.Fprintf(r.stderr, "loadtest: worker %d exited before the map check\n", i)
+				break wait
+			case <-timeout:
+				fmt.Fprintf(r.stderr, "loadtest: worker %d did not answer the map check within %v\n", i, finishGrace)
+				return res
+			}
+		}
+	}
+	return res
+}
 
 // finish stops every worker (closing its stdin), waits for the results and
 // kills, by PID, a worker that does not end in time.
