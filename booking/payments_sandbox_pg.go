@@ -105,12 +105,17 @@ func (p *Sandbox) Authorize(ctx context.Context, idempotencyKey string, amountCe
 		if len(last4) > 4 {
 			last4 = last4[len(last4)-4:]
 		}
-		_, err = p.db.Exec(ctx, `INSERT INTO sandbox_payments (id, idempotency_key, amount_cents, card_last4, status)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING`,
-			"pay_"+randomHex(12), idempotencyKey, amountCents, last4, status)
-		if err != nil {
+		err = p.db.QueryRow(ctx, `INSERT INTO sandbox_payments (id, idempotency_key, amount_cents, card_last4, status)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING
+			RETURNING id, idempotency_key, amount_cents, status`,
+			"pay_"+randomHex(12), idempotencyKey, amountCents, last4, status).Scan(&pay.ID, &pay.IdempotencyKey, &pay.AmountCents, &pay.Status)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("sandbox: authorize: %w", err)
 		}
+		// A concurrent call with the same key inserted first: its result.
 		pay, ok, err = p.lookup(ctx, idempotencyKey)
 		if err != nil {
 			return err
