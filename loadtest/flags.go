@@ -44,6 +44,7 @@ type Config struct {
 	PushEvery   time.Duration // drop, idle: the server's PUSH_INTERVAL (the map check waits 2× this + 1 s)
 	Seed        uint64        // random seed (0: from the clock)
 	Quiet       bool          // no progress lines
+	CPUProfile  string        // write a CPU profile of each process here (workers: .w<index>)
 }
 
 // defaults are small enough for a quick run against the demo event.
@@ -156,6 +157,7 @@ func parseFlags(args []string, getenv func(string) string, stdout, stderr io.Wri
 	fs.DurationVar(&c.PushEvery, "push-interval", c.PushEvery, "drop, idle: the server's PUSH_INTERVAL; the map check waits twice this plus 1s for changes to settle")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed (0: from the clock)")
 	fs.BoolVar(&c.Quiet, "quiet", c.Quiet, "no progress lines")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", c.CPUProfile, "write the load generator's own CPU profile to this file (worker N's to FILE.wN), for go tool pprof")
 	worker := fs.String("worker", "", "internal: run as worker process of --procs (JSON spec from the coordinator)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)

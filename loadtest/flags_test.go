@@ -23,7 +23,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 			for _, name := range []string{"url", "event", "create-event", "staff-token", "sections", "rows",
 				"seats-per-row", "price-cents", "scenario", "fans", "join-rate", "duration", "hold-min", "hold-max",
 				"abandon", "decline", "think", "concurrency", "rate", "max-seats-per-fan", "fan-rate", "buyers",
-				"probe-interval", "procs", "http-conns", "json", "server-pid", "push-interval", "seed", "quiet", "worker"} {
+				"probe-interval", "procs", "http-conns", "json", "server-pid", "push-interval", "seed", "quiet", "worker", "cpuprofile"} {
 				if !strings.Contains(help, "\n  -"+name+" ") && !strings.Contains(help, "\n  -"+name+"\n") {
 					t.Errorf("--help does not document -%s", name)
 				}
@@ -53,8 +53,8 @@ func TestHelpListsAllDefinedFlags(t *testing.T) {
 			lines++
 		}
 	}
-	if lines != 31 {
-		t.Errorf("help lists %d flags, the test above checks 31: update both", lines)
+	if lines != 32 {
+		t.Errorf("help lists %d flags, the test above checks 32: update both", lines)
 	}
 }
 

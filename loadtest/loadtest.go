@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -43,7 +44,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runWorker(ctx, spec, os.Stdin, stdout)
 	}
 	stderr = &lockedWriter{w: stderr} // worker processes' stderr is copied in concurrently
+	stop, err := startCPUProfile(cfg.CPUProfile)
+	if err != nil {
+		return fmt.Errorf("loadtest: %w", err)
+	}
 	rep, err := runCoordinator(ctx, &cfg, stderr)
+	stop()
 	if err != nil {
 		return fmt.Errorf("loadtest: %w", err)
 	}
@@ -430,4 +436,21 @@ func (w *serverWatch) fill(r *Report, peakConns int64) {
 		per := (top - base) / uint64(peakConns)
 		r.ServerRSSPerConnBytes = &per
 	}
+}
+
+// startCPUProfile profiles this process into path until stop is called
+// (nothing when path is empty).
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

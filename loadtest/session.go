@@ -14,13 +14,15 @@ import (
 
 // env is what every fan of one process shares.
 type env struct {
-	cfg   *Config
-	cl    *client
-	v     *venue
-	st    *stats
-	pr    *probe
-	seed  uint64
-	share share
+	cfg *Config
+	cl  *client
+	v   *venue
+	st  *stats
+	pr  *probe
+	// frames decodes each distinct seat frame once for all the fans.
+	frames *frameCache
+	seed   uint64
+	share  share
 
 	// Sockets outlive the run (its ctx): fans still on the page when it
 	// ends keep listening for the map check until closeSockets.
@@ -38,7 +40,7 @@ type env struct {
 // newEnv returns a process's env; its sockets may outlive ctx's
 // cancellation until closeSockets.
 func newEnv(ctx context.Context, cfg *Config, cl *client, v *venue, st *stats, seed uint64, sh share) *env {
-	e := &env{cfg: cfg, cl: cl, v: v, st: st, seed: seed, share: sh}
+	e := &env{cfg: cfg, cl: cl, v: v, st: st, seed: seed, share: sh, frames: newFrameCache()}
 	e.linger, e.stopLinger = context.WithCancel(context.WithoutCancel(ctx))
 	e.nextSrv.Store(uint64(sh.index))
 	return e
@@ -365,22 +367,25 @@ func (s *session) read(ctx context.Context, conn *websocket.Conn) error {
 
 // handle applies one frame.
 func (s *session) handle(b []byte) error {
-	if s.m != nil {
-		s.m.mu.Lock()
-	}
-	h, err := parseMessage(b, s)
-	if s.m != nil {
-		s.m.mu.Unlock()
-	}
+	d, err := s.e.frames.decode(b, s.e.v)
 	if err != nil {
 		return errors.Join(errBadFrame, err)
 	}
+	h := d.h
 	switch h.typ {
 	case msgAdmitted:
 		s.markAdmitted(time.Unix(0, s.recv))
 	case msgSnapshot:
 		s.markAdmitted(time.Unix(0, s.recv))
 		s.seq, s.hasSeq = h.seq, true
+		if s.m != nil {
+			s.m.mu.Lock()
+			clear(s.m.states)
+			for _, x := range d.seats {
+				s.m.states[x.i] = x.state
+			}
+			s.m.mu.Unlock()
+		}
 		if s.e.pr != nil {
 			s.seen = s.e.pr.newest()
 		}
@@ -394,6 +399,7 @@ func (s *session) handle(b []byte) error {
 			return errSeqGap
 		}
 		s.seq, s.hasSeq = h.seq, true
+		s.applyChanges(d.seats)
 		if s.m != nil {
 			s.m.notify()
 		}
@@ -403,38 +409,21 @@ func (s *session) handle(b []byte) error {
 	return nil
 }
 
-// visitor methods: called by parseMessage with s.m.mu held (when s.m != nil).
-
-func (s *session) snapshotBegin() {
+// applyChanges puts a batch's changes into the fan's map and, for a
+// listener, matches them against the probe's changes.
+func (s *session) applyChanges(changes []decodedSeat) {
 	if s.m != nil {
-		clear(s.m.states)
-	}
-}
-
-func (s *session) snapshotSeat(id []byte, state uint8) {
-	if s.m != nil {
-		if i := s.e.v.seat(id); i >= 0 {
-			s.m.states[i] = state
+		s.m.mu.Lock()
+		for _, x := range changes {
+			s.m.states[x.i] = x.state
 		}
-	}
-}
-
-func (s *session) snapshotMine([]byte) {}
-
-func (s *session) change(id []byte, state uint8, _ bool) {
-	if s.m == nil && !s.listen {
-		return
-	}
-	i := s.e.v.seat(id)
-	if i < 0 {
-		return
-	}
-	if s.m != nil {
-		s.m.states[i] = state
+		s.m.mu.Unlock()
 	}
 	if s.listen && s.e.pr != nil {
-		if d, ok := s.e.pr.match(i, state, s.recv, &s.seen); ok {
-			s.e.st.delivered.record(d)
+		for _, x := range changes {
+			if d, ok := s.e.pr.match(x.i, x.state, s.recv, &s.seen); ok {
+				s.e.st.delivered.record(d)
+			}
 		}
 	}
 }

@@ -217,10 +217,9 @@ func BenchmarkParseSnapshot10k(b *testing.B) {
 		v.ids = append(v.ids, id)
 		v.row = append(v.row, 0)
 	}
-	s := &session{e: &env{v: v}, m: newSeatMap(len(v.ids))}
 	b.SetBytes(int64(len(frame)))
 	for b.Loop() {
-		if _, err := parseMessage(frame, s); err != nil {
+		if _, err := parseMessage(frame, &frameRecorder{v: v}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -60,6 +60,13 @@ func runWorker(ctx context.Context, specJSON string, stdin io.Reader, stdout io.
 		return fmt.Errorf("loadtest worker: index %d of %d", spec.Index, spec.Count)
 	}
 	cfg := spec.Config
+	if cfg.CPUProfile != "" {
+		stop, err := startCPUProfile(fmt.Sprintf("%s.w%d", cfg.CPUProfile, spec.Index))
+		if err != nil {
+			return fmt.Errorf("loadtest worker: %w", err)
+		}
+		defer stop()
+	}
 	root := ctx
 	ctx, cancel := context.WithDeadline(ctx, time.Unix(0, spec.Deadline))
 	defer cancel()
