@@ -330,10 +330,22 @@ func (s *session) queueChanged(st QueueStatus) error {
 	return nil
 }
 
+// queueBudgetRetry is how soon a position held back by the fan-out budget
+// is tried again.
+const queueBudgetRetry = 250 * time.Millisecond
+
 // sendQueue queues a `queue` message with st, unless the fan was admitted
 // meanwhile.
 func (s *session) sendQueue(st QueueStatus) {
 	if s.admitted || st.State != StateWaiting {
+		return
+	}
+	if !s.h.fanout.allow(s.h.opts.Now(), 1) {
+		// Over the fan-out budget: this position waits (the latest one
+		// goes out when the timer fires).
+		if s.queueDue == nil {
+			s.queueDue = time.NewTimer(queueBudgetRetry)
+		}
 		return
 	}
 	s.lastQueue, s.queueSent = st, s.h.opts.Now()

@@ -1,23 +1,34 @@
 package realtime
 
 import (
+	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
-// fanoutBudget caps the WebSocket messages per second that seat-change
-// batches may cost the process, across all its events. Per-message CPU is
-// what limits fan-out (issue 7: 13–20 µs of this machine per delivered
-// message), so a batch for n connections costs n messages: while changes
-// are rare every batch goes out at the next PushInterval tick, and when they
-// pour in (a drop: hundreds of holds a second) an event's changes coalesce
-// into fewer, larger batches instead of the process drowning in writes.
+// fanoutBudget caps the WebSocket messages per second the process spends on
+// seat-change batches and queue positions, across all its events.
+// Per-message CPU is what limits fan-out (issue 7: 13–20 µs of this machine
+// per delivered message; a 20,000-fan drop profile had 70 % of the server's
+// CPU in socket writes), so a batch for n connections costs n messages and
+// a queue position one. While changes are rare every batch goes out at the
+// next PushInterval tick; when they pour in (a drop: hundreds of holds a
+// second) an event's changes coalesce into fewer, larger batches and
+// positions come less often, instead of every socket's send queue growing
+// until fans see changes seconds late and the process has no CPU left for
+// the holds and checkouts themselves.
 //
-// A batch never costs more than the burst (half a second of budget), so an
-// event however large still gets at least two batches a second.
+// It is a token bucket that may go into debt: a spend is allowed while
+// the balance is positive, however large, so a room of any size still
+// gets its batches, just less often; the balance refills at the budget's
+// rate up to half a second's worth. (golang.org/x/time/rate refuses any
+// spend above its burst, which would starve a room bigger than the burst.)
 type fanoutBudget struct {
-	lim *rate.Limiter // nil: no limit
+	rate float64 // messages per second; 0: unlimited
+	max  float64 // the balance's cap
+
+	mu      sync.Mutex
+	balance float64
+	at      time.Time // when balance was last refilled
 }
 
 // newFanoutBudget returns a budget of perSecond messages (≤ 0: unlimited).
@@ -25,14 +36,27 @@ func newFanoutBudget(perSecond int) *fanoutBudget {
 	if perSecond <= 0 {
 		return &fanoutBudget{}
 	}
-	return &fanoutBudget{lim: rate.NewLimiter(rate.Limit(perSecond), max(1, perSecond/2))}
+	r := float64(perSecond)
+	return &fanoutBudget{rate: r, max: r / 2, balance: r / 2}
 }
 
-// allow reports whether a batch to n connections may go out at now, and if
-// so takes its cost from the budget.
+// allow reports whether n messages may be sent at now, and if so spends
+// them (the balance may go negative).
 func (b *fanoutBudget) allow(now time.Time, n int) bool {
-	if b.lim == nil || n <= 0 {
+	if b.rate == 0 || n <= 0 {
 		return true
 	}
-	return b.lim.AllowN(now, min(n, b.lim.Burst()))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.at.IsZero() && now.After(b.at) {
+		b.balance = min(b.max, b.balance+b.rate*now.Sub(b.at).Seconds())
+	}
+	if b.at.IsZero() || now.After(b.at) {
+		b.at = now
+	}
+	if b.balance <= 0 {
+		return false
+	}
+	b.balance -= float64(n)
+	return true
 }

@@ -19,15 +19,16 @@ func TestFanoutBudget(t *testing.T) {
 		steps     []step
 	}{
 		{"unlimited", 0, []step{{0, 1_000_000, true}, {0, 1_000_000, true}}},
-		{"no connections cost nothing", 10, []step{{0, 0, true}, {0, 5, true}, {0, 0, true}}},
-		{"burst is half a second", 10, []step{{0, 3, true}, {0, 3, false}, {0, 2, true}, {0, 1, false}}},
-		{"refills at the rate", 10, []step{{0, 5, true}, {100 * time.Millisecond, 2, false}, {200 * time.Millisecond, 2, true}}},
-		{"a huge room costs at most the burst", 10, []step{{0, 10_000, true}, {0, 1, false}, {500 * time.Millisecond, 10_000, true}}},
+		{"no connections cost nothing", 10, []step{{0, 0, true}, {0, 5, true}, {0, 0, true}, {0, 1, false}}},
+		{"starts with half a second", 10, []step{{0, 3, true}, {0, 2, true}, {0, 1, false}}},
+		{"may go into debt once", 10, []step{{0, 4, true}, {0, 4, true}, {0, 1, false}}},
+		{"refills at the rate", 10, []step{{0, 6, true}, {50 * time.Millisecond, 2, false}, {150 * time.Millisecond, 2, true}}},
+		{"a huge room pays its debt first", 10, []step{{0, 10_000, true}, {500 * time.Second, 1, false}, {1000 * time.Second, 10_000, true}}},
+		{"the balance is capped", 10, []step{{time.Hour, 5, true}, {time.Hour, 1, false}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newFanoutBudget(tt.perSecond)
-			b.allow(t0, 0) // the limiter starts full at its first use
 			for i, s := range tt.steps {
 				if got := b.allow(t0.Add(s.after), s.conns); got != s.want {
 					t.Fatalf("step %d (%v, %d conns): allow = %v, want %v", i, s.after, s.conns, got, s.want)
@@ -76,5 +77,46 @@ func TestHub_FanoutBudgetCoalesces(t *testing.T) {
 	}
 	if in.deferred.Load() == 0 {
 		t.Error("no tick was deferred by the budget")
+	}
+}
+
+// TestServeFan_QueuePositionsWithinBudget: positions spend the fan-out
+// budget too; one held back goes out later, and the latest one wins.
+func TestServeFan_QueuePositionsWithinBudget(t *testing.T) {
+	t.Parallel()
+	e := mustSeatEnv(t, 1, 1, 2)
+	q := newFakeQueue()
+	opts := fastHubOpts()
+	opts.QueueInterval = 10 * time.Millisecond
+	opts.PushBudget = 2 // a balance of one message, refilled every 500 ms
+	in := e.newInstance(t, "a", opts, q)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	q.joined["w"] = QueueStatus{State: StateWaiting, Position: 9, Ahead: 8, ETASeconds: 9}
+	c := dialFan(t, ctx, in.wsURL("w"), "w")
+	if err := c.waitFor(ctx, "first position", func(c *fanClient) bool { return len(c.others) == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	<-q.watching
+	start := time.Now()
+	for pos := 8; pos >= 5; pos-- { // all within the first refill
+		q.push("w", QueueStatus{State: StateWaiting, Position: pos, Ahead: pos - 1, ETASeconds: pos})
+		time.Sleep(20 * time.Millisecond)
+	}
+	latest := func(c *fanClient) bool {
+		return len(c.others) > 0 && c.others[len(c.others)-1]["position"] == float64(5)
+	}
+	if err := c.waitFor(ctx, "the latest position", latest); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	c.mu.Lock()
+	n := len(c.others)
+	c.mu.Unlock()
+	if n > 3 {
+		t.Errorf("%d position messages in %v, the budget allows about one per 500 ms", n, took.Round(time.Millisecond))
+	}
+	if took < 300*time.Millisecond {
+		t.Errorf("the latest position came after %v: the budget did not hold it back", took)
 	}
 }

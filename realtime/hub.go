@@ -36,7 +36,7 @@ type Options struct {
 	PushInterval time.Duration
 	// PushBudget is how many WebSocket messages per second seat-change
 	// batches may cost this process, all events together (API: PUSH_BUDGET,
-	// default 50,000; negative: unlimited). A batch to n connections costs
+	// default 20,000; negative: unlimited). A batch to n connections costs
 	// n; a tick over budget leaves its changes pending, to coalesce with
 	// later ones into the next batch that fits (see fanoutBudget).
 	PushBudget int
@@ -86,7 +86,7 @@ func (o Options) withDefaults(rdb redis.UniversalClient) Options {
 		o.PushInterval = 100 * time.Millisecond
 	}
 	if o.PushBudget == 0 {
-		o.PushBudget = 50_000
+		o.PushBudget = 20_000
 	}
 	if o.SendQueue <= 0 {
 		o.SendQueue = 64

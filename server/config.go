@@ -58,7 +58,7 @@ type Config struct {
 	// limits fan-out, so batching is what scales).
 	PushInterval time.Duration
 	// PushBudget is how many WebSocket messages per second seat-change
-	// batches may cost the process (PUSH_BUDGET, default 50000; 0:
+	// batches may cost the process (PUSH_BUDGET, default 20000; 0:
 	// unlimited). Over it, changes coalesce into fewer batches.
 	PushBudget int
 	// HoldCooldown is how long a fan must wait to re-hold a seat whose hold
@@ -94,7 +94,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		MaxSeatsPerFan:     6,
 		PaymentWindow:      2 * time.Minute,
 		PushInterval:       100 * time.Millisecond,
-		PushBudget:         50_000,
+		PushBudget:         20_000,
 		HoldCooldown:       time.Minute,
 		MaxConnsPerAddress: 2000,
 		Limits:             web.DefaultLimits(),
