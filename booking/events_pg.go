@@ -176,6 +176,32 @@ func (s *Service) Catalog(ctx context.Context, eventID string) (*Catalog, error)
 	if !eventIDPattern.MatchString(eventID) {
 		return nil, Errorf(ECodeNotFound, "no such event")
 	}
+	// One load per event however many requests miss at once: when a drop
+	// opens, thousands of fans connect in the same second, and each
+	// concurrent load of a 10,000-seat catalog was megabytes of garbage
+	// (a heap profile of 10,000 idle fans: half the heap was catalog copies).
+	v, err, _ := s.catalogLoads.Do(eventID, func() (any, error) {
+		if c, ok := s.catalogs.Load(eventID); ok {
+			return c, nil
+		}
+		// Detached from this caller: one fan giving up must not fail the
+		// others waiting for the same load.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), catalogLoadTimeout)
+		defer cancel()
+		return s.loadCatalog(ctx, eventID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Catalog), nil
+}
+
+// catalogLoadTimeout bounds one catalog load from SQL.
+const catalogLoadTimeout = 10 * time.Second
+
+// loadCatalog reads eventID's catalog from SQL and caches it.
+func (s *Service) loadCatalog(ctx context.Context, eventID string) (*Catalog, error) {
+	s.catalogReads.Add(1)
 	c := &Catalog{EventID: eventID, Seats: map[string]CatalogSeat{}, loadedAt: s.now()}
 	rows, err := s.db.Query(ctx, `SELECT s.id, s.name, s.price_cents, t.id, t.row_label, t.number, t.label, t.x, t.y, t.version
 		FROM sections s JOIN seats t ON t.event_id = s.event_id AND t.section_id = s.id

@@ -12,3 +12,6 @@ func SetCrashHook(s *Service, f func(step string) error) { s.crashAt = f }
 // ScopeToEvent restricts RecoverCheckouts and RelayOutbox of s to one event,
 // so tests running in parallel do not finish each other's work.
 func ScopeToEvent(s *Service, eventID string) { s.onlyEvent = eventID }
+
+// CatalogReads is how many catalogs s has read from SQL.
+func CatalogReads(s *Service) int64 { return s.catalogReads.Load() }

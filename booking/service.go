@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
 )
 
 // Config holds the domain's tunables. Zero fields take the defaults of
@@ -84,8 +85,10 @@ type Service struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	catalogs sync.Map // event id → *catalog
-	hooks    atomic.Pointer[Hooks]
+	catalogs     sync.Map           // event id → *catalog
+	catalogLoads singleflight.Group // one catalog load per event at a time
+	catalogReads atomic.Int64       // catalogs read from SQL (tests)
+	hooks        atomic.Pointer[Hooks]
 
 	// crashAt, when set (tests only, see export_test.go), is consulted at
 	// named steps of the checkout and the relay; a non-nil error stops the
