@@ -269,17 +269,7 @@ func TestFanout_SlowClientClosed(t *testing.T) {
 			t.Fatalf("the slow socket was not closed after %d rounds", round)
 		}
 		for _, state := range []string{"held", "available"} {
-			pipe := e.rdb.Pipeline()
-			for _, s := range e.cat.Order {
-				if state == "held" {
-					pipe.Set(ctx, e.holdKey(s), "flood|0", time.Minute)
-				} else {
-					pipe.Del(ctx, e.holdKey(s))
-				}
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
-				t.Fatal(err)
-			}
+			e.setAll(t, ctx, state == "held")
 			start := time.Now()
 			for _, c := range fast {
 				if err := c.waitFor(ctx, "all "+state, all(state)); err != nil {
@@ -691,17 +681,7 @@ func TestFanout_WriteDeadlineClosesStuckSocket(t *testing.T) {
 		if round == 300 {
 			t.Fatal("the stuck socket was not closed")
 		}
-		pipe := e.rdb.Pipeline()
-		for _, s := range e.cat.Order {
-			if round%2 == 0 {
-				pipe.Set(ctx, e.holdKey(s), "flood|0", time.Minute)
-			} else {
-				pipe.Del(ctx, e.holdKey(s))
-			}
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			t.Fatal(err)
-		}
+		e.setAll(t, ctx, round%2 == 0)
 		time.Sleep(50 * time.Millisecond)
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -77,6 +77,23 @@ func mustSeatEnv(tb testing.TB, sections, rows, perRow int) *seatEnv {
 
 func (e *seatEnv) holdKey(seat string) string { return "hold:{" + e.eventID + "}:" + seat }
 
+// setAll holds every seat of the event for fan "flood" (or releases them
+// all) in one pipeline: one batch with every seat in it.
+func (e *seatEnv) setAll(tb testing.TB, ctx context.Context, held bool) {
+	tb.Helper()
+	pipe := e.rdb.Pipeline()
+	for _, s := range e.cat.Order {
+		if held {
+			pipe.Set(ctx, e.holdKey(s), "flood|0", time.Minute)
+		} else {
+			pipe.Del(ctx, e.holdKey(s))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // hold writes fan's hold on seat as booking does: fan|version, PX ttl.
 func (e *seatEnv) hold(seat, fan string, ttl time.Duration) error {
 	return e.rdb.Set(context.Background(), e.holdKey(seat), fan+"|0", ttl).Err()

@@ -23,6 +23,7 @@ type metrics struct {
 	positions       prometheus.Counter
 	queueLength     *prometheus.GaugeVec
 	admitRate       *prometheus.GaugeVec
+	queueTick       prometheus.Histogram
 	connections     prometheus.Gauge
 	messagesSent    prometheus.Counter
 	slowClosed      prometheus.Counter
@@ -53,6 +54,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Queue position updates pushed to local fans."}),
 		queueLength: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "seatmap_queue_length",
 			Help: "Fans waiting, per event."}, []string{"event"}),
+		queueTick: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "seatmap_queue_tick_seconds",
+			Help:    "How long one waiting-room tick (admitter step and positions, every event) took; the admitter catches up on at most max(2 ticks, 250 ms) per step.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		admitRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "seatmap_admission_rate",
 			Help: "Measured admissions per second, per event."}, []string{"event"}),
 	}
@@ -70,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Ticks whose seat changes waited for the fan-out budget (PUSH_BUDGET) and coalesced into a later batch."})
 	reg.MustRegister(m.connections, m.messagesSent, m.slowClosed, m.notifyLag, m.resyncs, m.batchDeferred)
 	reg.MustRegister(m.checkouts, m.checkoutSeconds, m.commitSeconds, m.holds, m.outboxLag, m.reconciled,
-		m.admitted, m.skipped, m.positions, m.queueLength, m.admitRate)
+		m.admitted, m.skipped, m.positions, m.queueLength, m.admitRate, m.queueTick)
 	return m
 }
 
@@ -94,6 +98,7 @@ func (m *metrics) waitingRoomHooks() realtime.WaitingRoomHooks {
 		PositionsPushed: func(n int) { m.positions.Add(float64(n)) },
 		QueueLength:     func(eventID string, n int) { m.queueLength.WithLabelValues(eventID).Set(float64(n)) },
 		AdmitRate:       func(eventID string, r float64) { m.admitRate.WithLabelValues(eventID).Set(r) },
+		TickDone:        func(d time.Duration) { m.queueTick.Observe(d.Seconds()) },
 	}
 }
 
