@@ -33,6 +33,7 @@ import (
 //	queue:{E}:precount   string  SCARD of pre, readable with MGET
 //	queue:{E}:opened     string  set (unix ms) once the pre-queue has been placed and the line is open
 //	queue:{E}:shuffled   list    the pre-queue's entry ids in their drawn order (revealed by Shuffle)
+//	queue:{E}:opening    string  set (PX 10 s) while a process places the pre-queue: no one joins it meanwhile
 //	queue:{E}:admitted   string  fans admitted so far (total)
 //	queue:{E}:rate       string  staff-set admission rate per second (absent: WaitingRoomConfig.AdmitRate)
 //	queue:{E}:paused     string  "1" while staff paused admission
@@ -41,7 +42,7 @@ import (
 //	admit:{E}:{fan}      string  admission: its expiry as unix ms, PX AdmitTTL
 //	admitter:{E}         string  lease: the token of the process running the admitter, PX LeaseTTL
 type queueKeys struct {
-	seq, serving, tickets, order, entries, presence, pre, precount, opened, shuffled string
+	seq, serving, tickets, order, entries, presence, pre, precount, opened, shuffled, opening string
 	admitted, rate, paused, mrate, caprate, lease, admitPrefix                       string
 }
 
@@ -51,7 +52,7 @@ func queueKeysFor(eventID string) queueKeys {
 	return queueKeys{
 		seq: q + "seq", serving: q + "serving", tickets: q + "tickets", order: q + "order",
 		entries: q + "entries", presence: q + "presence", pre: q + "pre", precount: q + "precount",
-		opened: q + "opened", shuffled: q + "shuffled", admitted: q + "admitted", rate: q + "rate",
+		opened: q + "opened", shuffled: q + "shuffled", opening: q + "opening", admitted: q + "admitted", rate: q + "rate",
 		paused: q + "paused", mrate: q + "mrate", caprate: q + "caprate",
 		lease: "admitter:" + t, admitPrefix: "admit:" + t + ":",
 	}
@@ -351,7 +352,7 @@ elseif not joining then
   state = 0
 elseif opened then
   newTicket()
-elseif mode == 'pre' then
+elseif mode == 'pre' and redis.call('EXISTS', KEYS[13]) == 0 then
   redis.call('SADD', KEYS[5], fan)
   redis.call('INCR', KEYS[9])
   redis.call('ZADD', KEYS[7], now, fan)
@@ -388,7 +389,7 @@ type touchResult struct {
 func (w *WaitingRoom) touch(ctx context.Context, eventID, fanID, mode string, now time.Time) (touchResult, error) {
 	k := queueKeysFor(eventID)
 	v, err := touchScript.Run(ctx, w.rdb,
-		[]string{k.tickets, k.order, k.seq, k.serving, k.pre, k.entries, k.presence, k.opened, k.precount, k.caprate, k.rate, k.paused},
+		[]string{k.tickets, k.order, k.seq, k.serving, k.pre, k.entries, k.presence, k.opened, k.precount, k.caprate, k.rate, k.paused, k.opening},
 		fanID, mode, newEntryID(), unixMS(now), k.admitPrefix).Slice()
 	if err != nil {
 		return touchResult{}, wrUnavailable("join", err)

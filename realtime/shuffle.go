@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -64,11 +65,16 @@ func ShuffleOrder(seed []byte, entryIDs []string) []string {
 }
 
 // readPreScript returns {opened} if the line is open, else {0, fan, entry, ...}
-// for every fan of the pre-queue.
+// for every fan of the pre-queue. It first freezes the pre-queue (opening,
+// PX ARGV[1]): a fan joining it meanwhile is told the line needs opening
+// instead, helps open it and takes a ticket after the pre-queue. Without the
+// freeze, fans joining the pre-queue faster than the order is computed (a
+// process whose clock is behind) could make every attempt to place it stale.
 //
-// KEYS: opened pre entries
+// KEYS: opened pre entries opening. ARGV: freeze ms.
 var readPreScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
+redis.call('SET', KEYS[4], '1', 'PX', ARGV[1])
 local out = {0}
 for _, fan in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   out[#out + 1] = fan
@@ -82,7 +88,7 @@ return out`)
 // pre-queue only ever grows while the line is closed, so an equal size means
 // the same fans. It returns 1 if the line is (now or already) open.
 //
-// KEYS: opened pre seq tickets order shuffled
+// KEYS: opened pre seq tickets order shuffled opening
 // ARGV: now-ms expected-size fan entry fan entry ...
 var openScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
@@ -100,6 +106,7 @@ for i = 3, #ARGV, 2 do
 end
 redis.call('SET', KEYS[3], string.format('%.0f', seq))
 redis.call('SET', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[7])
 return 1`)
 
 // seedFor returns the event's secret shuffle seed, cached per room.
@@ -121,6 +128,11 @@ func (w *WaitingRoom) seedFor(ctx context.Context, eventID string) ([]byte, erro
 	return seed, nil
 }
 
+// openingFreeze bounds how long the pre-queue stays frozen for one opening:
+// if the opener dies, joiners go back to joining it after that (and each
+// helps open the line anyway).
+const openingFreeze = 10 * time.Second
+
 // ensureOpen places eventID's pre-queue in shuffle order and opens its line,
 // unless that is done already. Concurrent callers in any process are safe:
 // the placement happens once, atomically with respect to joins. The caller
@@ -129,7 +141,7 @@ func (w *WaitingRoom) ensureOpen(ctx context.Context, eventID string) error {
 	k := queueKeysFor(eventID)
 	var seed []byte
 	for attempt := 0; attempt < 10; attempt++ {
-		v, err := readPreScript.Run(ctx, w.rdb, []string{k.opened, k.pre, k.entries}).Slice()
+		v, err := readPreScript.Run(ctx, w.rdb, []string{k.opened, k.pre, k.entries, k.opening}, openingFreeze.Milliseconds()).Slice()
 		if err != nil {
 			return wrUnavailable("read pre-queue", err)
 		}
@@ -153,7 +165,7 @@ func (w *WaitingRoom) ensureOpen(ctx context.Context, eventID string) error {
 		for _, e := range ShuffleOrder(seed, entries) {
 			args = append(args, fanOf[e], e)
 		}
-		ok, err := openScript.Run(ctx, w.rdb, []string{k.opened, k.pre, k.seq, k.tickets, k.order, k.shuffled}, args...).Int()
+		ok, err := openScript.Run(ctx, w.rdb, []string{k.opened, k.pre, k.seq, k.tickets, k.order, k.shuffled, k.opening}, args...).Int()
 		if err != nil {
 			return wrUnavailable("place pre-queue", err)
 		}
