@@ -43,7 +43,7 @@ import (
 //	admitter:{E}         string  lease: the token of the process running the admitter, PX LeaseTTL
 type queueKeys struct {
 	seq, serving, tickets, order, entries, presence, pre, precount, opened, shuffled, opening string
-	admitted, rate, paused, mrate, caprate, lease, admitPrefix                       string
+	admitted, rate, paused, mrate, caprate, lease, admitPrefix                                string
 }
 
 func queueKeysFor(eventID string) queueKeys {
