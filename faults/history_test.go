@@ -117,10 +117,12 @@ type keyState struct {
 // about the key (stored and replayed), as opposed to a refusal before the
 // checkout began (not_admitted, rate_limited, bad_request) or an
 // indeterminate one (unavailable, idempotency_conflict "in progress",
-// network).
+// network). seat_limit is final too: the sale transaction refuses a fan
+// over MAX_SEATS_PER_FAN (after a flush Redis no longer knows what the fan
+// bought) and voids the authorization.
 func consumingFail(code string) bool {
 	switch code {
-	case "hold_lost", "payment_declined":
+	case "hold_lost", "payment_declined", "seat_limit":
 		return true
 	}
 	return false
