@@ -83,14 +83,7 @@ func TestCrashAfterAuthorizeBeforeCommit(t *testing.T) {
 	})
 	t.Run("seats bought by another fan meanwhile: recovery voids", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, booking.Config{HoldTTL: 300 * time.Millisecond, PaymentWindow: 100 * time.Millisecond, MinHoldLeft: 10 * time.Millisecond}, 1, 1, 4, 1500)
-		booking.SetCrashHook(e.svc, crashAt("authorized"))
-		e.mustHold("fan", "A-1-1")
-		_, err := e.svc.Checkout(context.Background(), e.checkoutReq("fan", "k", booking.CardApprove))
-		if !errors.Is(err, errCrash) {
-			t.Fatalf("checkout: %v", err)
-		}
-		e.waitGone(e.holdKey("A-1-1"))
+		e := crashedAfterAuthorize(t)
 		booking.SetCrashHook(e.svc, nil)
 		e.mustHold("other", "A-1-1")
 		e.mustCheckout("other", "k")
@@ -102,19 +95,12 @@ func TestCrashAfterAuthorizeBeforeCommit(t *testing.T) {
 		if st := e.paymentStatus("fan", "k"); st != booking.PaymentVoided {
 			t.Fatalf("payment %s", st)
 		}
-		_, err = e.svc.Checkout(context.Background(), e.checkoutReq("fan", "k", booking.CardApprove))
+		_, err := e.svc.Checkout(context.Background(), e.checkoutReq("fan", "k", booking.CardApprove))
 		wantCode(t, err, booking.ECodeHoldLost)
 	})
 	t.Run("seat held by another fan after the hold lapsed: recovery voids", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, booking.Config{HoldTTL: 300 * time.Millisecond, PaymentWindow: 100 * time.Millisecond, MinHoldLeft: 10 * time.Millisecond}, 1, 1, 4, 1500)
-		booking.SetCrashHook(e.svc, crashAt("authorized"))
-		e.mustHold("fan", "A-1-1")
-		_, err := e.svc.Checkout(context.Background(), e.checkoutReq("fan", "k", booking.CardApprove))
-		if !errors.Is(err, errCrash) {
-			t.Fatalf("checkout: %v", err)
-		}
-		e.waitGone(e.holdKey("A-1-1"))
+		e := crashedAfterAuthorize(t)
 		e.mustHold("other", "A-1-1")
 		rep := e.mustRecover(e.recoverer())
 		if rep.Voided != 1 || rep.Committed != 0 {
@@ -335,4 +321,20 @@ func TestRecoveryAbandonsStartedCheckouts(t *testing.T) {
 	if o := e.mustCheckout("fan", "k"); len(o.Seats) != 1 {
 		t.Fatalf("order %+v", o)
 	}
+}
+
+// crashedAfterAuthorize returns an event where fan's checkout (key "k") of
+// A-1-1 crashed right after the card was authorized and the hold has since
+// lapsed: the checkout is stranded in authorized for the recovery worker.
+func crashedAfterAuthorize(t *testing.T) *env {
+	t.Helper()
+	e := newEnv(t, booking.Config{HoldTTL: 300 * time.Millisecond, PaymentWindow: 100 * time.Millisecond, MinHoldLeft: 10 * time.Millisecond}, 1, 1, 4, 1500)
+	booking.SetCrashHook(e.svc, crashAt("authorized"))
+	e.mustHold("fan", "A-1-1")
+	_, err := e.svc.Checkout(context.Background(), e.checkoutReq("fan", "k", booking.CardApprove))
+	if !errors.Is(err, errCrash) {
+		t.Fatalf("checkout: %v", err)
+	}
+	e.waitGone(e.holdKey("A-1-1"))
+	return e
 }

@@ -404,10 +404,7 @@ func TestServeFan_ShutdownClosesWith1001(t *testing.T) {
 	in := e.newInstance(t, "a", fastHubOpts(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c := dialFan(t, ctx, in.wsURL("f1"), "f1")
-	if err := c.waitFor(ctx, "snapshot", func(c *fanClient) bool { return c.snapshots > 0 }); err != nil {
-		t.Fatal(err)
-	}
+	c := dialSnapshot(t, ctx, in.wsURL("f1"), "f1")
 	in.cancel()
 	<-c.done
 	if got := websocket.CloseStatus(c.readErr); got != websocket.StatusGoingAway {
@@ -516,10 +513,7 @@ func TestServeFan_WaitingRoom(t *testing.T) {
 
 	t.Run("an admitted fan gets admitted and a snapshot at once", func(t *testing.T) {
 		q.joined["a"] = QueueStatus{State: StateAdmitted, Until: time.Now().Add(time.Minute)}
-		c := dialFan(t, ctx, in.wsURL("a"), "a")
-		if err := c.waitFor(ctx, "snapshot", func(c *fanClient) bool { return c.snapshots > 0 }); err != nil {
-			t.Fatal(err)
-		}
+		c := dialSnapshot(t, ctx, in.wsURL("a"), "a")
 		if got := c.other("admitted"); len(got) != 1 {
 			t.Errorf("got %d admitted messages before the snapshot, want 1", len(got))
 		}

@@ -439,6 +439,16 @@ func dialFan(tb testing.TB, ctx context.Context, url, fan string) *fanClient {
 	return c
 }
 
+// dialSnapshot connects a fan to url and waits for its first snapshot.
+func dialSnapshot(tb testing.TB, ctx context.Context, url, fan string) *fanClient {
+	tb.Helper()
+	c := dialFan(tb, ctx, url, fan)
+	if err := c.waitFor(ctx, "snapshot", func(c *fanClient) bool { return c.snapshots > 0 }); err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
 func (c *fanClient) read() {
 	defer close(c.done)
 	for {

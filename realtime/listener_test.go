@@ -18,10 +18,7 @@ func TestFeed_ExpiryReachesOtherInstance(t *testing.T) {
 	b := e.newInstance(t, "b", opts, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c := dialFan(t, ctx, b.wsURL("watcher"), "watcher")
-	if err := c.waitFor(ctx, "snapshot", func(c *fanClient) bool { return c.snapshots > 0 }); err != nil {
-		t.Fatal(err)
-	}
+	c := dialSnapshot(t, ctx, b.wsURL("watcher"), "watcher")
 	seat := e.cat.Order[3]
 	start := time.Now()
 	e.mustHold(t, seat, "holder", 2*time.Second)
@@ -55,10 +52,7 @@ func TestFeed_SnapshotFromRedisAndSQL(t *testing.T) {
 	e.mustHold(t, e.cat.Order[2], "me", time.Minute)
 	e.mustHold(t, e.cat.Order[3], "other", time.Minute)
 	in := e.newInstance(t, "a", fastHubOpts(), nil)
-	c := dialFan(t, ctx, in.wsURL("me"), "me")
-	if err := c.waitFor(ctx, "snapshot", func(c *fanClient) bool { return c.snapshots > 0 }); err != nil {
-		t.Fatal(err)
-	}
+	c := dialSnapshot(t, ctx, in.wsURL("me"), "me")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	want := map[string]string{}
@@ -81,10 +75,7 @@ func TestFeed_SalesFromStream(t *testing.T) {
 	in := e.newInstance(t, "a", fastHubOpts(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c := dialFan(t, ctx, in.wsURL("me"), "me")
-	if err := c.waitFor(ctx, "snapshot", func(c *fanClient) bool { return c.snapshots > 0 }); err != nil {
-		t.Fatal(err)
-	}
+	c := dialSnapshot(t, ctx, in.wsURL("me"), "me")
 	s1, s2 := e.cat.Order[0], e.cat.Order[1]
 	e.mustHold(t, s1, "me", time.Minute)
 	if err := c.waitFor(ctx, "mine", func(c *fanClient) bool { return c.mine[s1] }); err != nil {
@@ -160,10 +151,7 @@ func TestHub_ResyncSendsSnapshots(t *testing.T) {
 	in := e.newInstance(t, "a", fastHubOpts(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c := dialFan(t, ctx, in.wsURL("me"), "me")
-	if err := c.waitFor(ctx, "snapshot", func(c *fanClient) bool { return c.snapshots > 0 }); err != nil {
-		t.Fatal(err)
-	}
+	c := dialSnapshot(t, ctx, in.wsURL("me"), "me")
 	in.hub.Resync(e.eventID)
 	if err := c.waitFor(ctx, "second snapshot", func(c *fanClient) bool { return c.snapshots == 2 }); err != nil {
 		t.Fatal(err)
