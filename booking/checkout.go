@@ -409,21 +409,6 @@ type storedError struct {
 	Seats   []string `json:"seats,omitempty"`
 }
 
-// resultStatus is the HTTP status a stored outcome is replayed with.
-func resultStatus(code string) int {
-	switch code {
-	case ECodePaymentDeclined:
-		return 402
-	case ECodeUnavailable:
-		return 503
-	case ECodeBadRequest:
-		return 400
-	case ECodeSeatLimit:
-		return 422
-	}
-	return 409
-}
-
 func (ck *checkoutRow) storedResult() (Order, error) {
 	if ck.ResponseStatus == 201 {
 		var o Order

@@ -146,7 +146,7 @@ func (s *Service) failCheckout(ctx context.Context, id, from string, result *Err
 		return false, fmt.Errorf("store: encode checkout result: %w", err)
 	}
 	tag, err := s.db.Exec(ctx, `UPDATE checkouts SET state = 'failed', response_status = $3, response_body = $4, updated_at = now()
-		WHERE id = $1 AND state = $2`, id, from, resultStatus(result.Code), body)
+		WHERE id = $1 AND state = $2`, id, from, HTTPStatus(result.Code), body)
 	if err != nil {
 		return false, unavailable("store: fail checkout", err)
 	}

@@ -7,6 +7,7 @@ package booking
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Error codes. They are part of the public contract (API.md "Errors"): the web
@@ -72,4 +73,32 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// HTTPStatus maps a domain error code to its HTTP status (API.md "Errors").
+// The web layer answers with it, and a checkout stores it with its outcome
+// for replays.
+func HTTPStatus(code string) int {
+	switch code {
+	case ECodeBadRequest:
+		return http.StatusBadRequest
+	case ECodeUnauthorized:
+		return http.StatusUnauthorized
+	case ECodeNotAdmitted, ECodeBadOrigin:
+		return http.StatusForbidden
+	case ECodeNotFound:
+		return http.StatusNotFound
+	case ECodeSeatUnavailable, ECodeHoldLost, ECodeIdempotencyConflict, ECodeEventExists:
+		return http.StatusConflict
+	case ECodePaymentDeclined:
+		return http.StatusPaymentRequired
+	case ECodeInvalidSeat, ECodeSeatLimit:
+		return http.StatusUnprocessableEntity
+	case ECodeRateLimited:
+		return http.StatusTooManyRequests
+	case ECodeUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
 }

@@ -202,7 +202,7 @@ func (s *Service) releaseAndFail(ctx context.Context, ck *checkoutRow, result *E
 		}
 		released = true
 		if _, err := tx.Exec(ctx, `UPDATE checkouts SET state = 'failed', response_status = $2, response_body = $3, updated_at = now()
-			WHERE id = $1`, ck.ID, resultStatus(result.Code), body); err != nil {
+			WHERE id = $1`, ck.ID, HTTPStatus(result.Code), body); err != nil {
 			return unavailable("store: fail checkout", err)
 		}
 		return nil

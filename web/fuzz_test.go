@@ -38,7 +38,7 @@ func decodeBody(t *testing.T, body []byte, dst any) error {
 		return nil
 	}
 	var be *booking.Error
-	if !errors.As(err, &be) || be.Code != booking.ECodeBadRequest || statusOf(be.Code) != http.StatusBadRequest || be.Message == "" {
+	if !errors.As(err, &be) || be.Code != booking.ECodeBadRequest || booking.HTTPStatus(be.Code) != http.StatusBadRequest || be.Message == "" {
 		t.Fatalf("decode error %#v (%v), want a bad_request *booking.Error with a message", err, err)
 	}
 	return err

@@ -14,32 +14,6 @@ import (
 // maxBody is the largest request body accepted (API.md: 64 KiB).
 const maxBody = 64 << 10
 
-// statusOf maps a domain error code to its HTTP status (API.md "Errors").
-func statusOf(code string) int {
-	switch code {
-	case booking.ECodeBadRequest:
-		return http.StatusBadRequest
-	case booking.ECodeUnauthorized:
-		return http.StatusUnauthorized
-	case booking.ECodeNotAdmitted, booking.ECodeBadOrigin:
-		return http.StatusForbidden
-	case booking.ECodeNotFound:
-		return http.StatusNotFound
-	case booking.ECodeSeatUnavailable, booking.ECodeHoldLost, booking.ECodeIdempotencyConflict, booking.ECodeEventExists:
-		return http.StatusConflict
-	case booking.ECodePaymentDeclined:
-		return http.StatusPaymentRequired
-	case booking.ECodeInvalidSeat, booking.ECodeSeatLimit:
-		return http.StatusUnprocessableEntity
-	case booking.ECodeRateLimited:
-		return http.StatusTooManyRequests
-	case booking.ECodeUnavailable:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
 // errorBody is the JSON shape of every error.
 type errorBody struct {
 	Error   string   `json:"error"`
@@ -55,7 +29,7 @@ func errorJSON(err error) (int, errorBody) {
 	if errors.As(err, &de) {
 		body.Seats = de.Seats
 	}
-	return statusOf(code), body
+	return booking.HTTPStatus(code), body
 }
 
 // writeJSON writes v as JSON with the given status.
