@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -170,8 +171,9 @@ func TestRunWorkerProcesses(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	_, srv := newFakeServer(t, false)
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
 	rep, _, err := runJSON(t, fakeArgs(srv.URL, "drop", "--fans", "60", "--join-rate", "600", "--procs", "2",
-		"--think", "2ms", "--duration", "30s")...)
+		"--think", "2ms", "--duration", "30s", "--cpuprofile", prof)...)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -181,6 +183,13 @@ func TestRunWorkerProcesses(t *testing.T) {
 	}
 	if rep.Latency[latHold].Count == 0 || rep.Latency[latCheckout].Count == 0 {
 		t.Errorf("latencies of the workers were not merged: %+v", rep.Latency)
+	}
+	// The coordinator's profile and each worker's: pprof's gzipped protobuf.
+	for _, f := range []string{prof, prof + ".w0", prof + ".w1"} {
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+			t.Errorf("--cpuprofile: %s is not a profile (%d bytes, %v)", f, len(b), err)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"sort"
 	"strings"
@@ -58,6 +59,13 @@ func (s *stats) fail(code string) {
 	s.errMu.Lock()
 	s.errors[code]++
 	s.errMu.Unlock()
+}
+
+// errorCounts returns a copy of the failures by code.
+func (s *stats) errorCounts() map[string]int64 {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return maps.Clone(s.errors)
 }
 
 // opStart notes an attempt (for the throughput window); opEnd its answer.
@@ -177,18 +185,13 @@ func (s *stats) partial() partial {
 	p := partial{
 		Fans: s.fans.Load(), Admitted: s.admitted.Load(), HoldsOK: s.holdsOK.Load(), HoldsConflict: s.holdsConflict.Load(),
 		Releases: s.releases.Load(), Orders: s.orders.Load(), Declined: s.declined.Load(), SeatsSold: s.seatsSold.Load(),
-		Errors: map[string]int64{}, FirstOp: s.firstOp.Load(), LastOp: s.lastOp.Load(),
+		Errors: s.errorCounts(), FirstOp: s.firstOp.Load(), LastOp: s.lastOp.Load(),
 		FirstAdmit: s.firstAdmit.Load(), LastAdmit: s.lastAdmit.Load(), ServerFans: s.serverFans(),
 		Hists: map[string]histData{}, OrderList: s.ledger.records(),
 	}
 	if s.probe != nil {
 		p.ProbeChanges = s.probe.changes.Load()
 	}
-	s.errMu.Lock()
-	for k, v := range s.errors {
-		p.Errors[k] = v
-	}
-	s.errMu.Unlock()
 	for name, h := range s.hists() {
 		p.Hists[name] = h.data()
 	}
@@ -312,15 +315,10 @@ func (s *stats) report() Report {
 	r := Report{
 		Fans: s.fans.Load(), Admitted: s.admitted.Load(), HoldsOK: s.holdsOK.Load(), HoldsConflict: s.holdsConflict.Load(),
 		Releases: s.releases.Load(), Orders: s.orders.Load(), Declined: s.declined.Load(), SeatsSold: s.seatsSold.Load(),
-		Errors: map[string]int64{}, Latency: map[string]latency{}, MapsExamples: []string{}, Servers: []serverReport{},
+		Errors: s.errorCounts(), Latency: map[string]latency{}, MapsExamples: []string{}, Servers: []serverReport{},
 	}
 	r.DoubleSoldList = s.ledger.doubleSold()
 	r.DoubleSold = len(r.DoubleSoldList)
-	s.errMu.Lock()
-	for k, v := range s.errors {
-		r.Errors[k] = v
-	}
-	s.errMu.Unlock()
 	for name, h := range s.hists() {
 		r.Latency[name] = h.summary()
 	}

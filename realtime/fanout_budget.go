@@ -48,10 +48,10 @@ func (b *fanoutBudget) allow(now time.Time, n int) bool {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.at.IsZero() && now.After(b.at) {
-		b.balance = min(b.max, b.balance+b.rate*now.Sub(b.at).Seconds())
-	}
-	if b.at.IsZero() || now.After(b.at) {
+	if now.After(b.at) { // a clock going back refills nothing
+		if !b.at.IsZero() {
+			b.balance = min(b.max, b.balance+b.rate*now.Sub(b.at).Seconds())
+		}
 		b.at = now
 	}
 	if b.balance <= 0 {

@@ -108,8 +108,11 @@ func TestServeAnswersAndShutsDownOnSignal(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), "go_goroutines") {
-		t.Errorf("/metrics lacks Prometheus text")
+	for _, name := range []string{"go_goroutines", "seatmap_ws_connections", "seatmap_seat_batches_deferred_total",
+		"seatmap_queue_tick_seconds_count", "seatmap_ws_messages_sent_total", "seatmap_commit_seconds_count"} {
+		if !strings.Contains(string(body), "\n"+name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
 	}
 	start := time.Now()
 	cancel()
