@@ -43,12 +43,17 @@ const (
 // UPDATE naming the state it leaves, so a live request and the recovery
 // worker can never both take the same step:
 //
-//	started ──claim holds──▶ authorizing ──card approved──▶ authorized ──SQL sale tx──▶ committed ──capture, Redis──▶ completed
-//	   │ (no holds / lost)       │ (declined)                  │ (seats gone: void)
-//	   └────────────▶ failed ◀───┴─────────────────────────────┘
+//	(holds claimed) ──insert──▶ authorizing ──card approved, SQL sale tx──▶ committed ──capture, Redis──▶ completed
+//	      │ (no holds / lost)        │ (declined; seats gone or seat limit: void)
+//	      └──insert──▶ failed ◀──────┘
 //
-// A started row is deleted, not failed, when its request dies before the
-// card is touched, so the key can be retried.
+// The recovery worker, which finds a stranded authorizing checkout by age
+// and looks its payment up, moves it to authorized before it commits or
+// voids: that step is what keeps a late live request (whose sale
+// transaction leaves authorizing) from racing it. A live checkout never
+// writes authorized: its card's approval is recorded by the sale
+// transaction itself, one commit fewer per order (issue 7). started is what
+// servers before that change wrote first; recovery still deletes such rows.
 const (
 	stateStarted     = "started"
 	stateAuthorizing = "authorizing"
@@ -190,58 +195,47 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 		return Order{}, err
 	}
 	hash := req.requestHash()
-	ck, err := s.startCheckout(ctx, req, hash)
+	// The holds are claimed (extended through the payment window, their
+	// versions read) before the row is written, so the row is born with its
+	// seats and total: one commit, not an insert and an update. A duplicate
+	// request claims the same holds again, harmlessly, and then finds the
+	// key taken.
+	claim, err := s.claimHolds(ctx, req.EventID, req.FanID)
 	if err != nil {
 		return Order{}, err
 	}
-	if ck == nil {
-		return s.awaitCheckout(ctx, req, hash)
+	ck := &checkoutRow{ID: newUUID(), EventID: req.EventID, FanID: req.FanID, Key: req.IdempotencyKey,
+		RequestHash: hash, Email: req.Email, State: stateAuthorizing}
+	if result := ck.priceClaim(claim, cat); result != nil {
+		stored, err := s.insertCheckout(ctx, ck, result)
+		switch {
+		case err != nil:
+			return Order{}, err
+		case !stored:
+			return s.awaitCheckout(ctx, req, hash)
+		}
+		return Order{}, result
 	}
-
-	// From here on the checkout runs to its end even if the caller goes
-	// away. A client that gives up while a slow provider authorizes the
-	// card must not cancel the authorization mid-flight: that strands the
-	// checkout in authorizing, its retry with the same key waits and
-	// answers idempotency_conflict, and once recovery fails it the key
-	// replays 503 forever. Detached, the checkout stores its real outcome
-	// and the retry gets it. The bound is the payment window (the slowest
-	// authorization we wait for; the holds were extended by as much) plus
-	// afterChargeTimeout for the sale, so a live checkout is done or dead
-	// before RecoverAfter (PaymentWindow + 30s by default) hands it to the
-	// recovery worker.
+	// From its row on, the checkout runs to its end even if the caller
+	// goes away. A client that gives up while a slow provider authorizes
+	// the card must not cancel the authorization mid-flight (nor the row's
+	// insert): that strands the checkout in authorizing, its retry with
+	// the same key waits and answers idempotency_conflict, and once
+	// recovery fails it the key replays 503 forever. Detached, the
+	// checkout stores its real outcome and the retry gets it. The bound is
+	// the payment window (the slowest authorization we wait for; the holds
+	// were extended by as much) plus afterChargeTimeout for the sale, so a
+	// live checkout is done or dead before RecoverAfter (PaymentWindow +
+	// 30s by default) hands it to the recovery worker.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PaymentWindow+afterChargeTimeout)
 	defer cancel()
 
-	claim, err := s.claimHolds(ctx, req.EventID, req.FanID)
+	stored, err := s.insertCheckout(ctx, ck, nil)
 	if err != nil {
-		s.abandonCheckout(ctx, ck.ID)
 		return Order{}, err
 	}
-	switch {
-	case claim.none:
-		return s.failAndAnswer(ctx, req, hash, ck.ID, stateStarted,
-			Errorf(ECodeHoldLost, "you hold no seats in this event: hold seats before checking out"))
-	case len(claim.lost) > 0:
-		return s.failAndAnswer(ctx, req, hash, ck.ID, stateStarted, &Error{Code: ECodeHoldLost,
-			Message: "some of your holds expired or are about to: hold the seats again", Seats: cat.sortSeats(claim.lost)})
-	}
-	ck.Seats = claim.seats
-	ck.Total = 0
-	for seat := range claim.seats {
-		cs, ok := cat.Seats[seat]
-		if !ok {
-			return s.failAndAnswer(ctx, req, hash, ck.ID, stateStarted, &Error{Code: ECodeHoldLost,
-				Message: "a held seat is not part of this event", Seats: []string{seat}})
-		}
-		ck.Total += cs.PriceCents
-	}
-	ok, err := s.beginAuthorizing(ctx, ck)
-	if err != nil {
-		s.abandonCheckout(ctx, ck.ID)
-		return Order{}, err
-	}
-	if !ok {
-		return Order{}, Errorf(ECodeUnavailable, "the checkout took too long and was abandoned; nothing was charged, please retry")
+	if !stored {
+		return s.awaitCheckout(ctx, req, hash)
 	}
 
 	pay, err := s.payments.Authorize(ctx, paymentKey(ck.ID), ck.Total, req.Card)
@@ -254,11 +248,12 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 	// the checkout's bound.
 	ctx, cancelAfterCharge := context.WithTimeout(ctx, afterChargeTimeout)
 	defer cancelAfterCharge()
+	ck.PaymentID = pay.ID
 	switch pay.Status {
 	case PaymentAuthorized:
 	case PaymentDeclined:
 		result := Errorf(ECodePaymentDeclined, "the card was declined; your seats are still held")
-		ok, err := s.failDeclined(ctx, ck.ID, pay.ID, result)
+		ok, err := s.failCheckout(ctx, ck, result)
 		if err != nil {
 			return Order{}, err
 		}
@@ -269,13 +264,14 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 	default:
 		return Order{}, unavailable("payment: authorize", fmt.Errorf("unexpected payment status %q", pay.Status))
 	}
-	moved, err := s.markAuthorized(ctx, ck.ID, pay.ID)
-	if err != nil {
+	if err := s.step("authorized"); err != nil {
 		return Order{}, err
 	}
-	if moved {
-		// The recovery worker gave up on this checkout while the card was
-		// being charged: if it failed it, this charge must not stand.
+	o, err := s.completeAuthorized(ctx, ck, cat)
+	if errors.Is(err, errMoved) {
+		// The recovery worker took this checkout while the card was being
+		// charged: if it failed it, this charge must not stand; if it moved
+		// it to authorized, it commits or voids it itself.
 		cur, found, err := s.loadCheckout(ctx, ck.ID)
 		if err == nil && found && cur.State == stateFailed {
 			if err := s.payments.Void(ctx, pay.ID); err != nil {
@@ -284,16 +280,29 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 		}
 		return s.awaitCheckout(ctx, req, hash)
 	}
-	ck.PaymentID = pay.ID
-	ck.State = stateAuthorized
-	if err := s.step("authorized"); err != nil {
-		return Order{}, err
-	}
-	o, err := s.completeAuthorized(ctx, ck, cat)
-	if errors.Is(err, errMoved) {
-		return s.awaitCheckout(ctx, req, hash)
-	}
 	return o, err
+}
+
+// priceClaim records the claimed seats and their total on ck, or returns
+// the hold_lost answer when there is nothing to buy: no holds, holds lost
+// or about to lapse, or a held seat that is not the event's.
+func (ck *checkoutRow) priceClaim(claim claimResult, cat *Catalog) *Error {
+	switch {
+	case claim.none:
+		return Errorf(ECodeHoldLost, "you hold no seats in this event: hold seats before checking out")
+	case len(claim.lost) > 0:
+		return &Error{Code: ECodeHoldLost, Message: "some of your holds expired or are about to: hold the seats again",
+			Seats: cat.sortSeats(claim.lost)}
+	}
+	ck.Seats, ck.Total = claim.seats, 0
+	for seat := range claim.seats {
+		cs, ok := cat.Seats[seat]
+		if !ok {
+			return &Error{Code: ECodeHoldLost, Message: "a held seat is not part of this event", Seats: []string{seat}}
+		}
+		ck.Total += cs.PriceCents
+	}
+	return nil
 }
 
 // completeAuthorized runs the sale for an authorized checkout: the SQL
@@ -330,14 +339,15 @@ func (s *Service) completeAuthorized(ctx context.Context, ck *checkoutRow, cat *
 // voidAndFail undoes the authorization of a checkout whose sale can never
 // commit (its seats' versions moved on, or the seat limit refused it) and
 // fails it with result. If the void's outcome is unknown, the checkout
-// stays authorized and the recovery worker voids it later; the fan is told
-// the same either way.
+// stays as it is (authorizing for a live request) and the recovery worker,
+// which finds the payment by its key, voids it later; the fan is told the
+// same either way.
 func (s *Service) voidAndFail(ctx context.Context, ck *checkoutRow, result *Error) error {
 	if err := s.payments.Void(ctx, ck.PaymentID); err != nil {
 		s.log.Warn("checkout: void failed, left to recovery", "checkout", ck.ID, "payment", ck.PaymentID, "err", err)
 		return result
 	}
-	if _, err := s.failCheckout(ctx, ck.ID, stateAuthorized, result); err != nil {
+	if _, err := s.failCheckout(ctx, ck, result); err != nil {
 		s.log.Warn("checkout: record failure", "checkout", ck.ID, "err", err)
 	}
 	return result
@@ -357,19 +367,6 @@ func (s *Service) finishCommitted(ctx context.Context, ck *checkoutRow, cat *Cat
 	}
 	ck.State = stateCompleted
 	return nil
-}
-
-// failAndAnswer fails a checkout with result, stored for replays. If the
-// checkout moved on meanwhile, the stored outcome wins.
-func (s *Service) failAndAnswer(ctx context.Context, req CheckoutRequest, hash, id, from string, result *Error) (Order, error) {
-	ok, err := s.failCheckout(ctx, id, from, result)
-	if err != nil {
-		return Order{}, err
-	}
-	if !ok {
-		return s.awaitCheckout(ctx, req, hash)
-	}
-	return Order{}, result
 }
 
 // awaitCheckout answers a request whose key is already in use: the stored

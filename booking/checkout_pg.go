@@ -50,32 +50,45 @@ func scanCheckout(row pgx.Row) (*checkoutRow, error) {
 	return &ck, nil
 }
 
-// startCheckout inserts the checkout row for req. It returns nil (and no
-// error) when the key is already in use by this fan in this event.
-func (s *Service) startCheckout(ctx context.Context, req CheckoutRequest, hash string) (*checkoutRow, error) {
-	id := newUUID()
-	tag, err := s.db.Exec(ctx, `INSERT INTO checkouts (event_id, session_id, idem_key, id, request_hash, email, state)
-		VALUES ($1, $2, $3, $4, $5, $6, 'started') ON CONFLICT (event_id, session_id, idem_key) DO NOTHING`,
-		req.EventID, req.FanID, req.IdempotencyKey, id, hash, req.Email)
+// insertCheckout writes ck's row: authorizing with its seats and total
+// (result nil), or failed with result stored as its answer. It returns
+// false (and no error) when the key is already in use by this fan in this
+// event; the row that holds it has the answer.
+func (s *Service) insertCheckout(ctx context.Context, ck *checkoutRow, result *Error) (bool, error) {
+	var seats []byte
+	var status *int
+	var body []byte
+	if result == nil {
+		var err error
+		if seats, err = json.Marshal(ck.Seats); err != nil {
+			return false, fmt.Errorf("store: encode checkout seats: %w", err)
+		}
+	} else {
+		var err error
+		if body, err = encodeResult(result); err != nil {
+			return false, err
+		}
+		ck.State = stateFailed
+		code := HTTPStatus(result.Code)
+		status = &code
+	}
+	tag, err := s.db.Exec(ctx, `INSERT INTO checkouts (event_id, session_id, idem_key, id, request_hash, email, state,
+			seats, total_cents, attempts, response_status, response_body)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11) ON CONFLICT (event_id, session_id, idem_key) DO NOTHING`,
+		ck.EventID, ck.FanID, ck.Key, ck.ID, ck.RequestHash, ck.Email, ck.State, seats, ck.Total, status, body)
 	if err != nil {
-		return nil, unavailable("store: start checkout", err)
+		return false, unavailable("store: start checkout", err)
 	}
-	if tag.RowsAffected() == 0 {
-		return nil, nil
-	}
-	return &checkoutRow{ID: id, EventID: req.EventID, FanID: req.FanID, Key: req.IdempotencyKey, RequestHash: hash,
-		Email: req.Email, State: stateStarted}, nil
+	return tag.RowsAffected() == 1, nil
 }
 
-// abandonCheckout deletes a checkout that never reached the card, so its
-// key can be used again. Errors are only logged: the recovery worker
-// deletes stale started rows too.
-func (s *Service) abandonCheckout(ctx context.Context, id string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if _, err := s.db.Exec(ctx, `DELETE FROM checkouts WHERE id = $1 AND state = 'started'`, id); err != nil {
-		s.log.Warn("checkout: abandon", "checkout", id, "err", err)
+// encodeResult is the stored body of a failed checkout's answer.
+func encodeResult(result *Error) ([]byte, error) {
+	body, err := json.Marshal(storedError{Error: result.Code, Message: result.Message, Seats: result.Seats})
+	if err != nil {
+		return nil, fmt.Errorf("store: encode checkout result: %w", err)
 	}
+	return body, nil
 }
 
 func (s *Service) loadCheckout(ctx context.Context, id string) (*checkoutRow, bool, error) {
@@ -101,22 +114,6 @@ func (s *Service) loadCheckoutByKey(ctx context.Context, eventID, fanID, key str
 	return ck, true, nil
 }
 
-// beginAuthorizing records the seats and total and moves started →
-// authorizing; false if the checkout is no longer started.
-func (s *Service) beginAuthorizing(ctx context.Context, ck *checkoutRow) (bool, error) {
-	seats, err := json.Marshal(ck.Seats)
-	if err != nil {
-		return false, fmt.Errorf("store: encode checkout seats: %w", err)
-	}
-	tag, err := s.db.Exec(ctx, `UPDATE checkouts SET state = 'authorizing', seats = $2, total_cents = $3,
-		attempts = attempts + 1, updated_at = now() WHERE id = $1 AND state = 'started'`, ck.ID, seats, ck.Total)
-	if err != nil {
-		return false, unavailable("store: begin authorizing", err)
-	}
-	ck.State = stateAuthorizing
-	return tag.RowsAffected() == 1, nil
-}
-
 // markAuthorized moves authorizing → authorized with the payment id; moved
 // is true if the checkout was no longer authorizing.
 func (s *Service) markAuthorized(ctx context.Context, id, paymentID string) (moved bool, err error) {
@@ -138,40 +135,34 @@ func (s *Service) casState(ctx context.Context, id, from, to string) (bool, erro
 	return tag.RowsAffected() == 1, nil
 }
 
-// failCheckout moves a checkout from `from` to failed and stores result as
-// its answer; false if it was not in from.
-func (s *Service) failCheckout(ctx context.Context, id, from string, result *Error) (bool, error) {
-	body, err := json.Marshal(storedError{Error: result.Code, Message: result.Message, Seats: result.Seats})
+// failCheckout moves ck from its state to failed, storing result as its
+// answer and its payment id if it has one; false if it was no longer in
+// that state.
+func (s *Service) failCheckout(ctx context.Context, ck *checkoutRow, result *Error) (bool, error) {
+	body, err := encodeResult(result)
 	if err != nil {
-		return false, fmt.Errorf("store: encode checkout result: %w", err)
+		return false, err
 	}
-	tag, err := s.db.Exec(ctx, `UPDATE checkouts SET state = 'failed', response_status = $3, response_body = $4, updated_at = now()
-		WHERE id = $1 AND state = $2`, id, from, HTTPStatus(result.Code), body)
+	tag, err := s.db.Exec(ctx, `UPDATE checkouts SET state = 'failed', response_status = $3, response_body = $4,
+			payment_id = coalesce(nullif($5, ''), payment_id), updated_at = now()
+		WHERE id = $1 AND state = $2`, ck.ID, ck.State, HTTPStatus(result.Code), body, ck.PaymentID)
 	if err != nil {
 		return false, unavailable("store: fail checkout", err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
 
-// failDeclined fails an authorizing checkout whose card was declined,
-// keeping the payment id.
-func (s *Service) failDeclined(ctx context.Context, id, paymentID string, result *Error) (bool, error) {
-	if _, err := s.db.Exec(ctx, `UPDATE checkouts SET payment_id = $2 WHERE id = $1 AND state = 'authorizing'`, id, paymentID); err != nil {
-		return false, unavailable("store: record declined payment", err)
-	}
-	return s.failCheckout(ctx, id, stateAuthorizing, result)
-}
-
-// commitSale is the sale's one transaction, for an authorized checkout:
-// move the checkout to committed (compare-and-set, so only one actor runs
-// it), check the fan's seat limit, insert the order, sell every seat at
+// commitSale is the sale's one transaction, for a checkout whose card was
+// authorized (ck.PaymentID): move the checkout from its state (authorizing
+// for a live request, authorized for the recovery worker) to committed
+// with the payment id (compare-and-set, so only one actor runs it), check the fan's seat limit, insert the order, sell every seat at
 // the version its hold carried (rows affected must equal the seats), insert
 // the items at the sections' prices and the outbox row, store the 201
 // answer and NOTIFY the relay.
 // It returns errSeatConflict (rolled back) if any seat was sold or moved on,
 // *fanLimitError (rolled back) if the fan would own more than
 // MaxSeatsPerFan seats of the event (checkFanLimit), errMoved if the
-// checkout was not authorized, unavailable on other database failures.
+// checkout had left its state, unavailable on other database failures.
 // Deadlocks and serialization failures are retried.
 func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog) (Order, error) {
 	seats := ck.seatList(cat)
@@ -199,7 +190,8 @@ func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog)
 			// failed check rolls the whole transaction back.
 			guard := &pgx.Batch{}
 			guard.Queue(`UPDATE checkouts SET state = 'committed', order_id = $2, response_status = 201,
-				response_body = $3, updated_at = now() WHERE id = $1 AND state = 'authorized'`, ck.ID, o.ID, body)
+				response_body = $3, payment_id = $4, updated_at = now() WHERE id = $1 AND state = $5`,
+				ck.ID, o.ID, body, ck.PaymentID, ck.State)
 			queueFanLimit(guard, ck.EventID, ck.FanID)
 			br := tx.SendBatch(ctx, guard)
 			tag, err := br.Exec()

@@ -54,8 +54,11 @@ func TestCrashAfterAuthorizeBeforeCommit(t *testing.T) {
 		if !errors.Is(err, errCrash) {
 			t.Fatalf("checkout: %v", err)
 		}
-		if st := e.checkoutState("fan", "k"); st != "authorized" {
-			t.Fatalf("state after crash %s", st)
+		// A live checkout records the card's approval in the sale
+		// transaction: stranded before it, the row is still authorizing
+		// and recovery finds the payment by its key.
+		if st, pst := e.checkoutState("fan", "k"), e.paymentStatus("fan", "k"); st != "authorizing" || pst != booking.PaymentAuthorized {
+			t.Fatalf("after crash: checkout %s, payment %s", st, pst)
 		}
 		if rep := e.mustRecover(e.svc); rep.Scanned != 0 {
 			t.Fatalf("a fresh checkout was recovered: %+v", rep)
@@ -325,7 +328,8 @@ func TestRecoveryAbandonsStartedCheckouts(t *testing.T) {
 
 // crashedAfterAuthorize returns an event where fan's checkout (key "k") of
 // A-1-1 crashed right after the card was authorized and the hold has since
-// lapsed: the checkout is stranded in authorized for the recovery worker.
+// lapsed: the checkout is stranded in authorizing, its card authorized, for
+// the recovery worker.
 func crashedAfterAuthorize(t *testing.T) *env {
 	t.Helper()
 	e := newEnv(t, booking.Config{HoldTTL: 300 * time.Millisecond, PaymentWindow: 100 * time.Millisecond, MinHoldLeft: 10 * time.Millisecond}, 1, 1, 4, 1500)

@@ -2,7 +2,6 @@ package booking
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -28,8 +27,9 @@ const recoverBatch = 500
 // than Config.RecoverAfter (a crash, a timeout, a lost answer) and finishes
 // each, so that no charge stands without an order:
 //
-//   - started: nothing was charged; the row is deleted so the key can be
-//     retried;
+//   - started (written only by servers before checkouts were born
+//     authorizing): nothing was charged; the row is deleted so the key can
+//     be retried;
 //   - authorizing: the payment is looked up by its idempotency key (never
 //     charged again): unknown → failed; declined → failed; authorized →
 //     continue as authorized;
@@ -99,14 +99,15 @@ func (s *Service) recoverOne(ctx context.Context, ck *checkoutRow, rep *Recovery
 		}
 		switch {
 		case !found:
-			ok, err := s.failCheckout(ctx, ck.ID, stateAuthorizing,
+			ok, err := s.failCheckout(ctx, ck,
 				Errorf(ECodeUnavailable, "the payment could not be completed and nothing was charged; please try again"))
 			if ok {
 				rep.Failed++
 			}
 			return err
 		case pay.Status == PaymentDeclined:
-			ok, err := s.failDeclined(ctx, ck.ID, pay.ID, Errorf(ECodePaymentDeclined, "the card was declined; your seats are still held"))
+			ck.PaymentID = pay.ID
+			ok, err := s.failCheckout(ctx, ck, Errorf(ECodePaymentDeclined, "the card was declined; your seats are still held"))
 			if ok {
 				rep.Failed++
 			}
@@ -119,7 +120,8 @@ func (s *Service) recoverOne(ctx context.Context, ck *checkoutRow, rep *Recovery
 			ck.State, ck.PaymentID = stateAuthorized, pay.ID
 			return s.recoverAuthorized(ctx, ck, cat, rep)
 		default: // voided or refunded before any order: nothing stands
-			ok, err := s.failCheckout(ctx, ck.ID, stateAuthorizing, holdLostRecovered(ck, cat))
+			ck.PaymentID = pay.ID
+			ok, err := s.failCheckout(ctx, ck, holdLostRecovered(ck, cat))
 			if ok {
 				rep.Failed++
 			}
@@ -184,9 +186,9 @@ func (s *Service) recoverAuthorized(ctx context.Context, ck *checkoutRow, cat *C
 // authorized → committed step, so exactly one of the two wins. It reports
 // whether it released the payment.
 func (s *Service) releaseAndFail(ctx context.Context, ck *checkoutRow, result *Error) (bool, error) {
-	body, err := json.Marshal(storedError{Error: result.Code, Message: result.Message, Seats: result.Seats})
+	body, err := encodeResult(result)
 	if err != nil {
-		return false, fmt.Errorf("store: encode checkout result: %w", err)
+		return false, err
 	}
 	released := false
 	err = inTx(ctx, s.db, func(tx pgx.Tx) error {
