@@ -15,12 +15,15 @@ import (
 // CheckoutRequest is one POST /api/events/{event}/checkout: buy every seat
 // FanID holds in EventID with Card, receipts to Email. IdempotencyKey (1 to
 // 64 printable ASCII characters) names the attempt: retries must reuse it.
+// With Admission set, the fan must be admitted to the event (checked with
+// the claim of the holds, in one Redis script); nil skips the check.
 type CheckoutRequest struct {
 	EventID        string
 	FanID          string
 	IdempotencyKey string
 	Card           string
 	Email          string
+	Admission      Admission
 }
 
 // Order is a confirmed sale (API.md "Checkout").
@@ -154,6 +157,8 @@ func paymentKey(checkoutID string) string { return "checkout:" + checkoutID }
 // once.
 //
 // Outcomes: the Order (also for a replay); bad_request for bad input;
+// not_admitted when req.Admission finds the fan not admitted (a finished
+// checkout with this key and body replays its answer instead);
 // not_found for an unknown event; idempotency_conflict when the key was used
 // with another body or is still in flight after ~10 s; hold_lost when the
 // fan holds nothing, a hold is gone, someone else's or about to lapse, or the
@@ -200,9 +205,20 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 	// seats and total: one commit, not an insert and an update. A duplicate
 	// request claims the same holds again, harmlessly, and then finds the
 	// key taken.
-	claim, err := s.claimHolds(ctx, req.EventID, req.FanID)
+	claim, err := s.claimHolds(ctx, req.EventID, req.FanID, req.Admission)
 	if err != nil {
 		return Order{}, err
+	}
+	if claim.notAdmitted {
+		// A replay of a finished checkout gets its stored answer even after
+		// the admission ended (the same key always gets the same answer).
+		if o, result, found, err := s.storedCheckout(ctx, req); err != nil || found {
+			if err == nil {
+				err = result
+			}
+			return o, err
+		}
+		return Order{}, NotAdmitted()
 	}
 	ck := &checkoutRow{ID: newUUID(), EventID: req.EventID, FanID: req.FanID, Key: req.IdempotencyKey,
 		RequestHash: hash, Email: req.Email, State: stateAuthorizing}
@@ -438,12 +454,12 @@ var (
 	errMoved = errors.New("booking: checkout changed state meanwhile")
 )
 
-// StoredCheckout returns the stored outcome of a finished checkout with this
+// storedCheckout returns the stored outcome of a finished checkout with this
 // request's key and body — the Order or its *Error — and found=false when
-// there is none (never used, still running, or another body). The web layer
-// uses it to replay a purchase after the fan's admission ended, so a retry
-// with the same key always gets the same answer.
-func (s *Service) StoredCheckout(ctx context.Context, req CheckoutRequest) (o Order, result error, found bool, err error) {
+// there is none (never used, still running, or another body). It replays a
+// purchase after the fan's admission ended, so a retry with the same key
+// always gets the same answer.
+func (s *Service) storedCheckout(ctx context.Context, req CheckoutRequest) (o Order, result error, found bool, err error) {
 	ck, ok, err := s.loadCheckoutByKey(ctx, req.EventID, req.FanID, req.IdempotencyKey)
 	if err != nil || !ok || ck.RequestHash != req.requestHash() || ck.ResponseStatus == 0 {
 		return Order{}, nil, false, err

@@ -100,7 +100,7 @@ func TestCheckout(t *testing.T) {
 		if replay.ID != o.ID || !replay.CreatedAt.Equal(o.CreatedAt) {
 			t.Fatalf("replay = %+v, want %+v", replay, o)
 		}
-		_, err = e.svc.Hold(ctx, e.ev, "bob", []string{"A-1-2"})
+		_, err = e.svc.Hold(ctx, e.ev, "bob", []string{"A-1-2"}, nil)
 		wantCode(t, err, booking.ECodeSeatUnavailable)
 	})
 	t.Run("unknown and malformed order ids are not_found", func(t *testing.T) {

@@ -74,7 +74,7 @@ func ctxT(t testing.TB) context.Context {
 
 func (e *env) mustHold(fan string, seats ...string) booking.HoldSet {
 	e.t.Helper()
-	hs, err := e.svc.Hold(context.Background(), e.ev, fan, seats)
+	hs, err := e.svc.Hold(context.Background(), e.ev, fan, seats, nil)
 	if err != nil {
 		e.t.Fatalf("hold %v for %s: %v", seats, fan, err)
 	}

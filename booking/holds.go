@@ -47,9 +47,14 @@ func ValidFanID(id string) bool { return fanIDPattern.MatchString(id) }
 // so only a lapsed hold leaves it behind. A hold is refused while that key
 // exists and the fan holds no live hold on the seat.
 //
+// Admission (DESIGN.md invariant 5): with adm set, the fan must be admitted
+// to the event, else not_admitted; the script checks it with the hold, one
+// Redis round trip for both. nil skips the check (tools and tests that
+// hold on a fan's behalf).
+//
 // Redis failures return unavailable. Hold is safe for concurrent use.
-func (s *Service) Hold(ctx context.Context, eventID, fanID string, seats []string) (HoldSet, error) {
-	hs, err := s.hold(ctx, eventID, fanID, seats)
+func (s *Service) Hold(ctx context.Context, eventID, fanID string, seats []string, adm Admission) (HoldSet, error) {
+	hs, err := s.hold(ctx, eventID, fanID, seats, adm)
 	if f := s.hook().HoldDone; f != nil {
 		outcome := "ok"
 		if err != nil {
@@ -60,7 +65,7 @@ func (s *Service) Hold(ctx context.Context, eventID, fanID string, seats []strin
 	return hs, err
 }
 
-func (s *Service) hold(ctx context.Context, eventID, fanID string, seats []string) (HoldSet, error) {
+func (s *Service) hold(ctx context.Context, eventID, fanID string, seats []string, adm Admission) (HoldSet, error) {
 	if !ValidFanID(fanID) {
 		return HoldSet{}, Errorf(ECodeBadRequest, "invalid fan id")
 	}
@@ -70,17 +75,25 @@ func (s *Service) hold(ctx context.Context, eventID, fanID string, seats []strin
 	}
 	want, err := s.validateSeats(cat, seats)
 	if err != nil {
+		// A fan who was not admitted hears that first, whatever they asked.
+		if adm != nil {
+			if _, aerr := adm.Admitted(ctx, eventID, fanID); aerr != nil {
+				return HoldSet{}, aerr
+			}
+		}
 		return HoldSet{}, err
 	}
 	versions := make([]int, len(want))
 	for i, id := range want {
 		versions[i] = cat.Seats[id].Version
 	}
-	res, err := s.holdRedis(ctx, eventID, fanID, want, versions)
+	res, err := s.holdRedis(ctx, eventID, fanID, want, versions, adm)
 	if err != nil {
 		return HoldSet{}, err
 	}
 	switch {
+	case res.notAdmitted:
+		return HoldSet{}, NotAdmitted()
 	case len(res.taken) > 0:
 		return HoldSet{}, &Error{Code: ECodeSeatUnavailable, Message: "some seats are held by someone else or sold", Seats: cat.sortSeats(res.taken)}
 	case res.limit:

@@ -45,13 +45,54 @@ const luaMine = `
 local function mine(v, tag) return v and string.sub(v, 1, #tag) == tag end
 `
 
+// luaAdmitted is shared by the scripts that need the fan's admission: when
+// the script got the admission key (the last key, after n of its own), its
+// value — until when the fan is admitted, Unix ms — must be after now (ms).
+const luaAdmitted = `
+local function admitted(n, now)
+  if #KEYS <= n then return true end
+  local untilMs = tonumber(redis.call('GET', KEYS[n + 1]))
+  return untilMs ~= nil and untilMs > now
+end
+`
+
+// Admission is the waiting room's side of holds and checkout (DESIGN.md
+// invariant 5). Its key is read by the hold and claim scripts, so checking
+// the admission costs no round trip of its own.
+type Admission interface {
+	// AdmissionKey is the Redis key (with the event's hash tag) whose value
+	// is the Unix time in milliseconds until which fanID is admitted to
+	// eventID; absent when the fan is not admitted.
+	AdmissionKey(eventID, fanID string) string
+	// Admitted is the same check on its own: when fanID's admission ends,
+	// or a not_admitted *Error.
+	Admitted(ctx context.Context, eventID, fanID string) (time.Time, error)
+}
+
+// NotAdmitted is the answer to a hold or checkout of a fan the waiting room
+// has not admitted (or whose admission expired).
+func NotAdmitted() *Error {
+	return Errorf(ECodeNotAdmitted, "wait for your turn in the waiting room first")
+}
+
+// withAdmission appends adm's key for fanID to keys (none for nil adm).
+func withAdmission(keys []string, adm Admission, eventID, fanID string) []string {
+	if adm == nil {
+		return keys
+	}
+	return append(keys, adm.AdmissionKey(eventID, fanID))
+}
+
 // holdScript takes new holds for one fan, all or nothing.
-// KEYS: fanholds, fanbought, sold.
+// KEYS: fanholds, fanbought, sold[, admission].
 // ARGV: fan, hold ttl ms, cool-down key ttl ms, max seats, hold key prefix,
-// cool key prefix, then seat, version pairs.
-// Returns {"ok", seat, pttl, ...} (all the fan's holds), {"taken", seat...}
-// or {"limit", held, bought, asked}.
-var holdScript = redis.NewScript(luaMine + `
+// cool key prefix, now ms, then seat, version pairs.
+// Returns {"ok", seat, pttl, ...} (all the fan's holds), {"taken", seat...},
+// {"limit", held, bought, asked} or {"not_admitted"}.
+var holdScript = redis.NewScript(luaMine + luaAdmitted + `
+if not admitted(3, tonumber(ARGV[7])) then
+  return {'not_admitted'}
+end
 local fan = ARGV[1]
 local tag = fan .. '|'
 local ttl = tonumber(ARGV[2])
@@ -68,7 +109,7 @@ for _, seat in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 local taken, new = {}, {}
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local seat = ARGV[i]
   if not held[seat] then
     local v = redis.call('GET', hp .. seat)
@@ -140,10 +181,14 @@ return 0
 // each hold (and its cool-down key) to the payment window; nothing is
 // changed when a hold is lost, except that foreign or vanished seats leave
 // the fan's set.
-// KEYS: fanholds. ARGV: fan, min left ms, window ms, hold key prefix, cool
-// key prefix, cool-down ms.
-// Returns {"ok", seat, value, ...}, {"lost", seat...} or {"none"}.
-var claimScript = redis.NewScript(luaMine + `
+// KEYS: fanholds[, admission]. ARGV: fan, min left ms, window ms, hold key
+// prefix, cool key prefix, cool-down ms, now ms.
+// Returns {"ok", seat, value, ...}, {"lost", seat...}, {"none"} or
+// {"not_admitted"}.
+var claimScript = redis.NewScript(luaMine + luaAdmitted + `
+if not admitted(1, tonumber(ARGV[7])) then
+  return {'not_admitted'}
+end
 local tag = ARGV[1] .. '|'
 local minleft = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
@@ -218,16 +263,17 @@ type holdResult struct {
 	holds               map[string]time.Duration
 	taken               []string
 	limit               bool
+	notAdmitted         bool
 	held, bought, asked int64
 }
 
-func (s *Service) holdRedis(ctx context.Context, eventID, fanID string, seats []string, versions []int) (holdResult, error) {
+func (s *Service) holdRedis(ctx context.Context, eventID, fanID string, seats []string, versions []int, adm Admission) (holdResult, error) {
 	args := []any{fanID, msArg(s.cfg.HoldTTL), msArg(s.cfg.HoldTTL + s.cfg.HoldCooldown), s.cfg.MaxSeatsPerFan,
-		holdPrefix(eventID), coolPrefix(eventID, fanID)}
+		holdPrefix(eventID), coolPrefix(eventID, fanID), s.now().UnixMilli()}
 	for i, seat := range seats {
 		args = append(args, seat, versions[i])
 	}
-	keys := []string{fanHoldsKey(eventID, fanID), fanBoughtKey(eventID, fanID), soldKey(eventID)}
+	keys := withAdmission([]string{fanHoldsKey(eventID, fanID), fanBoughtKey(eventID, fanID), soldKey(eventID)}, adm, eventID, fanID)
 	v, err := holdScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return holdResult{}, unavailable("redis: hold seats", err)
@@ -237,6 +283,8 @@ func (s *Service) holdRedis(ctx context.Context, eventID, fanID string, seats []
 	}
 	var res holdResult
 	switch v[0] {
+	case "not_admitted":
+		res.notAdmitted = true
 	case "taken":
 		res.taken = toStrings(v[1:])
 	case "limit":
@@ -274,16 +322,17 @@ func (s *Service) releaseRedis(ctx context.Context, eventID, fanID, seat string)
 
 // claimResult is the parsed answer of claimScript.
 type claimResult struct {
-	none  bool
-	lost  []string
-	seats map[string]int // seat → version carried by the hold
+	notAdmitted bool
+	none        bool
+	lost        []string
+	seats       map[string]int // seat → version carried by the hold
 }
 
 // claimHolds verifies and extends fanID's holds for checkout.
-func (s *Service) claimHolds(ctx context.Context, eventID, fanID string) (claimResult, error) {
-	v, err := claimScript.Run(ctx, s.rdb, []string{fanHoldsKey(eventID, fanID)},
+func (s *Service) claimHolds(ctx context.Context, eventID, fanID string, adm Admission) (claimResult, error) {
+	v, err := claimScript.Run(ctx, s.rdb, withAdmission([]string{fanHoldsKey(eventID, fanID)}, adm, eventID, fanID),
 		fanID, msArg(s.cfg.MinHoldLeft), msArg(s.cfg.PaymentWindow), holdPrefix(eventID), coolPrefix(eventID, fanID),
-		msArg(s.cfg.HoldCooldown)).Slice()
+		msArg(s.cfg.HoldCooldown), s.now().UnixMilli()).Slice()
 	if err != nil {
 		return claimResult{}, unavailable("redis: claim holds", err)
 	}
@@ -291,6 +340,8 @@ func (s *Service) claimHolds(ctx context.Context, eventID, fanID string) (claimR
 		return claimResult{}, fmt.Errorf("redis: claim holds: empty answer")
 	}
 	switch v[0] {
+	case "not_admitted":
+		return claimResult{notAdmitted: true}, nil
 	case "none":
 		return claimResult{none: true}, nil
 	case "lost":

@@ -35,7 +35,7 @@ func TestHold(t *testing.T) {
 		}
 	})
 	t.Run("seats held by another fan refuse the whole request and are named", func(t *testing.T) {
-		_, err := e.svc.Hold(ctx, e.ev, "bob", []string{"A-1-3", "A-1-2", "A-1-1"})
+		_, err := e.svc.Hold(ctx, e.ev, "bob", []string{"A-1-3", "A-1-2", "A-1-1"}, nil)
 		be := wantCode(t, err, booking.ECodeSeatUnavailable)
 		if !slices.Equal(be.Seats, []string{"A-1-1", "A-1-2"}) {
 			t.Fatalf("seats = %v, want the two held ones", be.Seats)
@@ -46,7 +46,7 @@ func TestHold(t *testing.T) {
 	})
 	t.Run("sold seats are unavailable", func(t *testing.T) {
 		e.rdb.SAdd(ctx, "sold:{"+e.ev+"}", "A-2-5")
-		be := wantCode(t, func() error { _, err := e.svc.Hold(ctx, e.ev, "bob", []string{"A-2-5"}); return err }(), booking.ECodeSeatUnavailable)
+		be := wantCode(t, func() error { _, err := e.svc.Hold(ctx, e.ev, "bob", []string{"A-2-5"}, nil); return err }(), booking.ECodeSeatUnavailable)
 		if !slices.Equal(be.Seats, []string{"A-2-5"}) {
 			t.Fatalf("seats = %v", be.Seats)
 		}
@@ -79,7 +79,7 @@ func TestHold(t *testing.T) {
 		}
 	})
 	t.Run("unknown event is not_found", func(t *testing.T) {
-		_, err := e.svc.Hold(ctx, "no-such-event", "ana", []string{"A-1-1"})
+		_, err := e.svc.Hold(ctx, "no-such-event", "ana", []string{"A-1-1"}, nil)
 		wantCode(t, err, booking.ECodeNotFound)
 	})
 }
@@ -101,7 +101,7 @@ func TestHoldValidation(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := e.svc.Hold(context.Background(), e.ev, fmt.Sprintf("v%d", i), tt.seats)
+			_, err := e.svc.Hold(context.Background(), e.ev, fmt.Sprintf("v%d", i), tt.seats, nil)
 			if tt.code == "" {
 				if err != nil {
 					t.Fatalf("unexpected error %v", err)
@@ -115,7 +115,7 @@ func TestHoldValidation(t *testing.T) {
 		})
 	}
 	t.Run("invalid fan id is bad_request", func(t *testing.T) {
-		_, err := e.svc.Hold(context.Background(), e.ev, "a|b", []string{"A-1-5"})
+		_, err := e.svc.Hold(context.Background(), e.ev, "a|b", []string{"A-1-5"}, nil)
 		wantCode(t, err, booking.ECodeBadRequest)
 	})
 }
@@ -128,7 +128,7 @@ func TestHoldPerFanLimitUnderParallelRequests(t *testing.T) {
 	codes := map[string]int{}
 	for i := range 20 {
 		wg.Go(func() {
-			_, err := e.svc.Hold(context.Background(), e.ev, "greedy", []string{fmt.Sprintf("A-%d-%d", i/10+1, i%10+1)})
+			_, err := e.svc.Hold(context.Background(), e.ev, "greedy", []string{fmt.Sprintf("A-%d-%d", i/10+1, i%10+1)}, nil)
 			mu.Lock()
 			codes[booking.ErrorCode(err)]++
 			mu.Unlock()
@@ -150,7 +150,7 @@ func TestHoldLimitCountsBoughtSeats(t *testing.T) {
 	e.mustHold("fan", "A-1-1", "A-1-2")
 	e.mustCheckout("fan", "k1")
 	e.mustHold("fan", "A-1-3")
-	_, err := e.svc.Hold(context.Background(), e.ev, "fan", []string{"A-1-4", "A-1-5"})
+	_, err := e.svc.Hold(context.Background(), e.ev, "fan", []string{"A-1-4", "A-1-5"}, nil)
 	be := wantCode(t, err, booking.ECodeSeatLimit)
 	if be.Message == "" {
 		t.Fatal("seat_limit without a message")
@@ -196,7 +196,7 @@ func TestHoldCooldownAfterExpiry(t *testing.T) {
 	e.waitGone(e.holdKey("A-1-1"))
 
 	t.Run("the same fan cannot re-hold a lapsed seat", func(t *testing.T) {
-		_, err := e.svc.Hold(ctx, e.ev, "bot", []string{"A-1-1"})
+		_, err := e.svc.Hold(ctx, e.ev, "bot", []string{"A-1-1"}, nil)
 		be := wantCode(t, err, booking.ECodeSeatUnavailable)
 		if !slices.Equal(be.Seats, []string{"A-1-1"}) {
 			t.Fatalf("seats = %v", be.Seats)

@@ -54,7 +54,7 @@ func TestThousandFansRaceForHundredSeats(t *testing.T) {
 				for j := range seats {
 					seats[j] = cat.Order[rng.IntN(len(cat.Order))]
 				}
-				_, herr := e.svc.Hold(ctx, e.ev, fan, seats)
+				_, herr := e.svc.Hold(ctx, e.ev, fan, seats, nil)
 				card := booking.CardApprove
 				if i%10 == 0 {
 					card = booking.CardDecline

@@ -69,7 +69,7 @@ func TestReconcile(t *testing.T) {
 		if err != nil || rep.SoldAdded != 2 || rep.FanBoughtAdded != 2 {
 			t.Fatalf("%+v, %v", rep, err)
 		}
-		_, err = e.svc.Hold(ctx, e.ev, "bob", []string{"A-1-1"})
+		_, err = e.svc.Hold(ctx, e.ev, "bob", []string{"A-1-1"}, nil)
 		wantCode(t, err, booking.ECodeSeatUnavailable)
 	})
 }
@@ -124,7 +124,7 @@ func TestHooks(t *testing.T) {
 		RelayLag:      func(d time.Duration) { note("relay") },
 	})
 	e.mustHold("ana", "A-1-1")
-	_, err := e.svc.Hold(context.Background(), e.ev, "bob", []string{"A-1-1"})
+	_, err := e.svc.Hold(context.Background(), e.ev, "bob", []string{"A-1-1"}, nil)
 	wantCode(t, err, booking.ECodeSeatUnavailable)
 	e.mustCheckout("ana", "k")
 	_, err = e.svc.Checkout(context.Background(), e.checkoutReq("bob", "k", booking.CardApprove))

@@ -567,7 +567,7 @@ func (w *WaitingRoom) Status(ctx context.Context, eventID, fanID string) (QueueS
 // unavailable if Redis cannot be reached. Holds and checkout call it on every
 // request.
 func (w *WaitingRoom) Admitted(ctx context.Context, eventID, fanID string) (time.Time, error) {
-	notAdmitted := booking.Errorf(booking.ECodeNotAdmitted, "wait for your turn in the waiting room first")
+	notAdmitted := booking.NotAdmitted()
 	if fanID == "" || !booking.ValidEventID(eventID) {
 		return time.Time{}, notAdmitted
 	}
@@ -587,6 +587,14 @@ func (w *WaitingRoom) Admitted(ctx context.Context, eventID, fanID string) (time
 		return time.Time{}, notAdmitted
 	}
 	return until, nil
+}
+
+// AdmissionKey is the key admit:{E}:{fan} whose value is the Unix time in
+// milliseconds until which fanID is admitted to eventID (the admitter sets
+// it). With Admitted, it makes the WaitingRoom the booking.Admission of holds
+// and checkout, whose scripts read the key themselves.
+func (w *WaitingRoom) AdmissionKey(eventID, fanID string) string {
+	return queueKeysFor(eventID).admitPrefix + fanID
 }
 
 // SetAdmission changes eventID's admission rate and/or pause flag (nil leaves

@@ -31,29 +31,14 @@ func (a *app) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	req := booking.CheckoutRequest{EventID: eventID, FanID: fan, IdempotencyKey: key, Card: body.Card, Email: body.Email}
+	req := booking.CheckoutRequest{EventID: eventID, FanID: fan, IdempotencyKey: key, Card: body.Card, Email: body.Email,
+		Admission: a.Queue}
 	if err := req.Validate(); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
 	if _, err := a.Booking.Catalog(r.Context(), eventID); err != nil {
 		a.writeError(w, r, err)
-		return
-	}
-	if _, err := a.Queue.Admitted(r.Context(), eventID, fan); err != nil {
-		// A replay of a finished checkout gets its stored answer even after
-		// the admission ended (the same key always gets the same answer).
-		order, result, found, serr := a.Booking.StoredCheckout(r.Context(), req)
-		switch {
-		case serr != nil:
-			a.writeError(w, r, serr)
-		case !found:
-			a.writeError(w, r, err)
-		case result != nil:
-			a.writeError(w, r, result)
-		default:
-			writeJSON(w, http.StatusCreated, order)
-		}
 		return
 	}
 	order, err := a.Booking.Checkout(r.Context(), req)

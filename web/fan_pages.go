@@ -167,11 +167,7 @@ func (a *app) seatAction(w http.ResponseWriter, r *http.Request, hold bool) {
 		return
 	}
 	if hold {
-		if _, err := a.Queue.Admitted(r.Context(), eventID, fan); err != nil {
-			fail(err)
-			return
-		}
-		_, err = a.Booking.Hold(r.Context(), eventID, fan, []string{seat})
+		_, err = a.Booking.Hold(r.Context(), eventID, fan, []string{seat}, a.Queue)
 	} else {
 		err = a.Booking.Release(r.Context(), eventID, fan, seat)
 	}

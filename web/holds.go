@@ -11,17 +11,6 @@ type holdRequest struct {
 	Seats []string `json:"seats"`
 }
 
-// requireAdmission checks server-side that the waiting room admitted this
-// fan for the event (DESIGN.md invariant 5); it writes 403 not_admitted and
-// returns false otherwise.
-func (a *app) requireAdmission(w http.ResponseWriter, r *http.Request, eventID, fan string) bool {
-	if _, err := a.Queue.Admitted(r.Context(), eventID, fan); err != nil {
-		a.writeError(w, r, err)
-		return false
-	}
-	return true
-}
-
 // handleHold: POST /api/events/{event}/holds — all or nothing.
 func (a *app) handleHold(w http.ResponseWriter, r *http.Request) {
 	fan := a.sessions.fan(w, r)
@@ -42,10 +31,9 @@ func (a *app) handleHold(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if !a.requireAdmission(w, r, eventID, fan) {
-		return
-	}
-	hs, err := a.Booking.Hold(r.Context(), eventID, fan, req.Seats)
+	// The admission (DESIGN.md invariant 5) is checked by the hold's own
+	// script.
+	hs, err := a.Booking.Hold(r.Context(), eventID, fan, req.Seats, a.Queue)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -211,7 +211,7 @@ func TestStaffHomeListsEventsWithSales(t *testing.T) {
 func TestStaffCockpitShowsTheFigures(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, nil)
-	if _, err := w.svc.Hold(context.Background(), w.ev, "cockpit-fan", []string{"A-1-1", "B-2-5"}); err != nil {
+	if _, err := w.svc.Hold(context.Background(), w.ev, "cockpit-fan", []string{"A-1-1", "B-2-5"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	c := w.mustStaffLogin()
@@ -268,7 +268,7 @@ func TestStaffStatsSocket(t *testing.T) {
 	t.Run("pushes stats with every field and keeps pushing", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		if _, err := w.svc.Hold(ctx, w.ev, "stats-fan", []string{"A-1-2"}); err != nil {
+		if _, err := w.svc.Hold(ctx, w.ev, "stats-fan", []string{"A-1-2"}, nil); err != nil {
 			t.Fatal(err)
 		}
 		ws, _, err := websocket.Dial(ctx, w.wsURL(path), &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + w.staff}}})
@@ -367,7 +367,7 @@ func TestStaffCockpitSocketPushesTheLiveFragment(t *testing.T) {
 		}
 	}
 	// A hold shows up in a later push.
-	if _, err := w.svc.Hold(ctx, w.ev, "socket-fan", []string{"B-1-1"}); err != nil {
+	if _, err := w.svc.Hold(ctx, w.ev, "socket-fan", []string{"B-1-1"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -427,7 +427,7 @@ func TestStaffControlsAreAppliedAndAudited(t *testing.T) {
 	})
 
 	t.Run("release frees a hold whoever holds it", func(t *testing.T) {
-		if _, err := w.svc.Hold(ctx, w.ev, "stuck-fan", []string{"A-2-3", "A-2-4"}); err != nil {
+		if _, err := w.svc.Hold(ctx, w.ev, "stuck-fan", []string{"A-2-3", "A-2-4"}, nil); err != nil {
 			t.Fatal(err)
 		}
 		r := w.staffPost(c, "/staff/events/"+w.ev+"/release", url.Values{"seat": {"A-2-3"}}, htmx...)
