@@ -2,6 +2,8 @@ package realtime
 
 import (
 	"context"
+	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -28,13 +30,56 @@ func TestFanoutBudget(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := newFanoutBudget(tt.perSecond)
+			b := newFanoutBudget(tt.perSecond, nil)
 			for i, s := range tt.steps {
 				if got := b.allow(t0.Add(s.after), s.conns); got != s.want {
 					t.Fatalf("step %d (%v, %d conns): allow = %v, want %v", i, s.after, s.conns, got, s.want)
 				}
 			}
 		})
+	}
+}
+
+// TestFanoutBudgetGivesWayToRequests: requests in flight shrink the rate
+// and the balance's cap (half at busyScale, never below minShare).
+func TestFanoutBudgetGivesWayToRequests(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	for _, tt := range []struct {
+		busy  int
+		share float64
+	}{
+		{0, 1},
+		{busyScale, 0.5},
+		{3 * busyScale, minShare},
+		{1_000_000, minShare},
+	} {
+		var busy atomic.Int64
+		busy.Store(int64(tt.busy))
+		b := newFanoutBudget(100, func() int { return int(busy.Load()) })
+		if got := b.share(); math.Abs(got-tt.share) > 1e-9 {
+			t.Errorf("busy %d: share %v, want %v", tt.busy, got, tt.share)
+		}
+		// Spend the initial balance, then a second of refill at 100 f a
+		// second, capped at 50 f, and spend one message: 50 f - 1 left.
+		if !b.allow(t0, 50) || !b.allow(t0.Add(time.Second), 1) {
+			t.Fatalf("busy %d: a spend with a positive balance was refused", tt.busy)
+		}
+		b.mu.Lock()
+		bal := b.balance
+		b.mu.Unlock()
+		if want := 50*tt.share - 1; math.Abs(bal-want) > 1e-6 {
+			t.Errorf("busy %d: balance after 1 s and one message = %v, want %v", tt.busy, bal, want)
+		}
+		// A tenth of a second refills 10 f: the debt of 10 f + 1 is not paid.
+		b2 := newFanoutBudget(100, func() int { return int(busy.Load()) })
+		b2.allow(t0, 50+int(10*tt.share)+1)
+		if b2.allow(t0.Add(100*time.Millisecond), 1) {
+			t.Errorf("busy %d: the refill was faster than the share", tt.busy)
+		}
+	}
+	// Without a busy function the budget is the plain rate.
+	if got := newFanoutBudget(100, nil).share(); got != 1 {
+		t.Errorf("no busy func: share %v", got)
 	}
 }
 

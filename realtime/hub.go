@@ -36,10 +36,16 @@ type Options struct {
 	PushInterval time.Duration
 	// PushBudget is how many WebSocket messages per second seat-change
 	// batches may cost this process, all events together (API: PUSH_BUDGET,
-	// default 20,000; negative: unlimited). A batch to n connections costs
+	// default 30,000; negative: unlimited), while it serves no requests:
+	// the budget gives way to them (Busy). A batch to n connections costs
 	// n; a tick over budget leaves its changes pending, to coalesce with
 	// later ones into the next batch that fits (see fanoutBudget).
 	PushBudget int
+	// Busy reports how many requests (holds, checkouts, joins: anything but
+	// sockets) the process is serving right now; nil means none. The
+	// fan-out budget gives way to them (fanoutBudget.share): a drop's holds
+	// and checkouts need the same CPU the socket writes do.
+	Busy func() int
 	// SendQueue is each connection's send queue capacity in frames (default
 	// 64, six seconds of batches at the default interval). A connection whose
 	// queue is full is closed as a slow consumer.
@@ -86,7 +92,7 @@ func (o Options) withDefaults(rdb redis.UniversalClient) Options {
 		o.PushInterval = 100 * time.Millisecond
 	}
 	if o.PushBudget == 0 {
-		o.PushBudget = 20_000
+		o.PushBudget = 30_000
 	}
 	if o.SendQueue <= 0 {
 		o.SendQueue = 64
@@ -162,7 +168,7 @@ func NewHub(rdb redis.UniversalClient, store SeatStore, opts Options) *Hub {
 		rdb:    rdb,
 		store:  store,
 		opts:   opts,
-		fanout: newFanoutBudget(opts.PushBudget),
+		fanout: newFanoutBudget(opts.PushBudget, opts.Busy),
 		ctx:    ctx,
 		cancel: cancel,
 		rooms:  make(map[string]*room),

@@ -58,8 +58,10 @@ type Config struct {
 	// limits fan-out, so batching is what scales).
 	PushInterval time.Duration
 	// PushBudget is how many WebSocket messages per second seat-change
-	// batches may cost the process (PUSH_BUDGET, default 20000; 0:
-	// unlimited). Over it, changes coalesce into fewer batches.
+	// batches may cost the process (PUSH_BUDGET, default 30000; 0:
+	// unlimited), while it serves no requests; requests in flight take
+	// their share (realtime.Options.Busy). Over it, changes coalesce into
+	// fewer batches.
 	PushBudget int
 	// HoldCooldown is how long a fan must wait to re-hold a seat whose hold
 	// of theirs expired unpaid (HOLD_COOLDOWN, default 1m): it stops one fan
@@ -94,7 +96,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		MaxSeatsPerFan:     6,
 		PaymentWindow:      2 * time.Minute,
 		PushInterval:       100 * time.Millisecond,
-		PushBudget:         20_000,
+		PushBudget:         30_000,
 		HoldCooldown:       time.Minute,
 		MaxConnsPerAddress: 2000,
 		Limits:             web.DefaultLimits(),

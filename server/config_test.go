@@ -33,7 +33,7 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{name: "defaults", env: base, check: func(t *testing.T, c Config) {
 			if c.Addr != "127.0.0.1:8080" || c.HoldTTL != 5*time.Minute || c.AdmitRate != 500 || c.AdmitTTL != 10*time.Minute ||
-				c.MaxSeatsPerFan != 6 || c.PaymentWindow != 2*time.Minute || c.PushInterval != 100*time.Millisecond || c.PushBudget != 20_000 {
+				c.MaxSeatsPerFan != 6 || c.PaymentWindow != 2*time.Minute || c.PushInterval != 100*time.Millisecond || c.PushBudget != 30_000 {
 				t.Errorf("defaults wrong: %+v", c)
 			}
 			if !c.StaffTokenRandom || len(c.StaffToken) < 16 || !c.SessionSecretRandom || len(c.SessionSecret) != 32 {

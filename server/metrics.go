@@ -12,6 +12,7 @@ import (
 // metrics are seatmap's own Prometheus series (API.md "Operations"),
 // registered on the server's registry and fed by the domain's hooks.
 type metrics struct {
+	reg             prometheus.Registerer
 	checkouts       *prometheus.CounterVec
 	checkoutSeconds prometheus.Histogram
 	commitSeconds   prometheus.Histogram
@@ -34,6 +35,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
+		reg: reg,
 		checkouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "seatmap_checkouts_total",
 			Help: "Checkout requests by outcome (ok or the error code)."}, []string{"outcome"}),
 		checkoutSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "seatmap_checkout_seconds",
@@ -76,6 +78,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.checkouts, m.checkoutSeconds, m.commitSeconds, m.holds, m.outboxLag, m.reconciled,
 		m.admitted, m.skipped, m.positions, m.queueLength, m.admitRate, m.queueTick)
 	return m
+}
+
+// watchInFlight exports the requests being served (sockets aside).
+func (m *metrics) watchInFlight(count func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "seatmap_http_requests_in_flight",
+		Help: "HTTP requests being served, WebSockets aside; the fan-out budget gives way to them."},
+		func() float64 { return float64(count()) }))
 }
 
 func (m *metrics) bookingHooks() booking.Hooks {

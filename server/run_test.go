@@ -109,7 +109,8 @@ func TestServeAnswersAndShutsDownOnSignal(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, name := range []string{"go_goroutines", "seatmap_ws_connections", "seatmap_seat_batches_deferred_total",
-		"seatmap_queue_tick_seconds_count", "seatmap_ws_messages_sent_total", "seatmap_commit_seconds_count"} {
+		"seatmap_queue_tick_seconds_count", "seatmap_ws_messages_sent_total", "seatmap_commit_seconds_count",
+		"seatmap_http_requests_in_flight"} {
 		if !strings.Contains(string(body), "\n"+name) {
 			t.Errorf("/metrics lacks %s", name)
 		}

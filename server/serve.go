@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -81,6 +82,8 @@ type Server struct {
 	queue   *realtime.WaitingRoom
 	hub     *realtime.Hub
 	sockets sync.WaitGroup
+	// inFlight counts the requests being served, sockets aside.
+	inFlight inFlight
 	// keyspaceWarn logs a refused CONFIG SET once, not per connection.
 	keyspaceWarn sync.Once
 	handler      http.Handler
@@ -167,13 +170,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.hub = realtime.NewHub(s.rdb, s.booking, realtime.Options{
 		PushInterval: cfg.PushInterval,
 		PushBudget:   cmp.Or(cfg.PushBudget, -1), // 0 in the config: unlimited
+		Busy:         s.inFlight.count,
 		HoldTTL:      cfg.HoldTTL,
 		Hooks:        m.hubHooks(),
 		Logger:       log,
 	})
 	shutdown, closeSockets := context.WithCancel(context.Background())
 	s.closeSockets = closeSockets
-	s.handler = web.NewHandler(web.Deps{
+	m.watchInFlight(s.inFlight.count)
+	s.handler = s.inFlight.wrap(web.NewHandler(web.Deps{
 		Booking:            s.booking,
 		Queue:              s.queue,
 		Hub:                s.hub,
@@ -189,8 +194,27 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		StaffToken:         cfg.StaffToken,
 		AllowedOrigins:     cfg.AllowedOrigins,
 		Pprof:              cfg.Pprof,
-	})
+	}))
 	return s, nil
+}
+
+// inFlight counts the HTTP requests being served. A WebSocket is one
+// request for its whole life, so sockets are left out: what is counted is
+// the work (holds, checkouts, joins, pages) the fan-out budget gives way to.
+type inFlight struct{ n atomic.Int64 }
+
+func (f *inFlight) count() int { return int(f.n.Load()) }
+
+func (f *inFlight) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		f.n.Add(1)
+		defer f.n.Add(-1)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // configCmds is what enableKeyspaceEvents needs of a Redis client or a
