@@ -1,9 +1,13 @@
 package web
 
 import (
+	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 
 	"github.com/coder/websocket"
@@ -15,10 +19,42 @@ import (
 // own origin always passes, ALLOWED_ORIGINS patterns too, anything else gets
 // 403 (coder/websocket verifies; verification is never skipped).
 func (a *app) acceptWS(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
-	return websocket.Accept(w, r, &websocket.AcceptOptions{
+	return websocket.Accept(smallReadBuffer{w}, r, &websocket.AcceptOptions{
 		OriginPatterns:  a.AllowedOrigins,
 		CompressionMode: websocket.CompressionDisabled,
 	})
+}
+
+// wsReadBuffer is the read buffer of a hijacked WebSocket connection.
+// Clients send only small frames (pings; ReadLimit is 4 KiB), and a larger
+// frame is read through it all the same.
+const wsReadBuffer = 512
+
+// smallReadBuffer hands coder/websocket, which keeps the hijacked
+// connection's read buffer for the socket's life, a wsReadBuffer-byte
+// reader instead of net/http's 4 KiB one: with tens of thousands of fans
+// connected, memory per socket is what bounds a process (issue 7: 40 KB
+// per connection). net/http's own buffer is freed once the handler has
+// returned (serveFanSocket).
+type smallReadBuffer struct{ http.ResponseWriter }
+
+// Hijack implements http.Hijacker.
+func (s smallReadBuffer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	// coder/websocket keeps what the reader has buffered and reads the
+	// rest from c, so bytes net/http had already read go into the new
+	// buffer (which is as large as they need).
+	n := brw.Reader.Buffered()
+	early, _ := brw.Reader.Peek(n)
+	r := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), c), max(wsReadBuffer, n))
+	if _, err := r.Peek(n); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, bufio.NewReadWriter(r, brw.Writer), nil
 }
 
 // serverContext returns a context cancelled when the server shuts down, so
@@ -45,22 +81,36 @@ func (a *app) serveFanSocket(w http.ResponseWriter, r *http.Request, enc realtim
 		a.writeError(w, r, errTooManyConnections)
 		return
 	}
-	defer release()
 	if a.Sockets != nil {
 		a.Sockets.Add(1)
-		defer a.Sockets.Done()
+	}
+	done := func() {
+		release()
+		if a.Sockets != nil {
+			a.Sockets.Done()
+		}
 	}
 	ws, err := a.acceptWS(w, r)
 	if err != nil {
+		done()
 		return // Accept has written the error response (403 for a bad origin).
 	}
-	ctx, cancel := a.serverContext()
-	defer cancel()
-	err = a.Hub.ServeFan(ctx, ws, realtime.FanParams{EventID: eventID, FanID: fan, Encoder: enc, Queue: a.Queue})
-	var cr *realtime.CloseReason
-	if errors.As(err, &cr) && cr.Code != websocket.StatusGoingAway {
-		a.log.Info("socket closed by server", "event", eventID, "code", int(cr.Code), "reason", cr.Reason)
-	}
+	// The socket is served on a goroutine of its own and this handler
+	// returns: net/http then lets go of the connection's request state —
+	// its 4 KiB read buffer (the socket reads through a smaller one), the
+	// request, this handler's deep stack — which it would keep for the
+	// socket's whole life otherwise. Memory per socket is what bounds a
+	// process (issue 7).
+	go func() {
+		defer done()
+		ctx, cancel := a.serverContext()
+		defer cancel()
+		err := a.Hub.ServeFan(ctx, ws, realtime.FanParams{EventID: eventID, FanID: fan, Encoder: enc, Queue: a.Queue})
+		var cr *realtime.CloseReason
+		if errors.As(err, &cr) && cr.Code != websocket.StatusGoingAway {
+			a.log.Info("socket closed by server", "event", eventID, "code", int(cr.Code), "reason", cr.Reason)
+		}
+	}()
 }
 
 // handleAPISocket: GET /api/events/{event}/ws — JSON messages (API.md).
