@@ -57,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		queueLength: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "seatmap_queue_length",
 			Help: "Fans waiting, per event."}, []string{"event"}),
 		queueTick: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "seatmap_queue_tick_seconds",
-			Help:    "How long one waiting-room tick (admitter step and positions, every event) took; the admitter catches up on at most max(2 ticks, 250 ms) per step.",
+			Help:    "How long one waiting-room tick (admitter step and positions, every event) took; the admitter catches up on at most max(2 ticks, 1 s) per step.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		admitRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "seatmap_admission_rate",
 			Help: "Measured admissions per second, per event."}, []string{"event"}),
