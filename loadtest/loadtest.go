@@ -295,6 +295,12 @@ loop:
 		fcancel()
 	}
 	if soldOut {
+		// When the last seat was sold as the fans learnt it: the answer to
+		// the order that sold it. The poll above learns of it later, from
+		// a server that is at its busiest then (its answers took seconds).
+		if at, ok := st.ledger.lastSale(); ok && st.ledger.seatsSold() == seatsTotal && at.After(start) && at.Sub(start) < soldOutAt {
+			soldOutAt = at.Sub(start)
+		}
 		rep.SoldOut = true
 		s := round3(soldOutAt.Seconds())
 		rep.SoldOutS = &s

@@ -73,7 +73,7 @@ func TestPartialRoundTripMerges(t *testing.T) {
 	a.seatsSold.Store(2)
 	a.fail("hold_lost")
 	a.checkout.record(40 * time.Millisecond)
-	a.ledger.add("o1", []string{"A-1", "A-2"})
+	a.ledger.add("o1", []string{"A-1", "A-2"}, 0)
 	a.opStart(time.Unix(100, 0))
 	a.opEnd(time.Unix(102, 0))
 	b, err := json.Marshal(a.partial())

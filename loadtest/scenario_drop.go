@@ -236,7 +236,7 @@ func pay(ctx context.Context, e *env, f *fan, rng *rand.Rand, email string) (pay
 		}
 		if err == nil {
 			st.orders.Add(1)
-			st.seatsSold.Add(int64(st.ledger.add(o.OrderID, o.Seats)))
+			st.seatsSold.Add(int64(st.ledger.add(o.OrderID, o.Seats, t1.UnixNano())))
 			return paid, len(o.Seats)
 		}
 		switch code := errCode(ctx, err); {

@@ -233,7 +233,7 @@ func (s *stats) merge(p partial) {
 		}
 	}
 	for _, o := range p.OrderList {
-		s.ledger.add(o.ID, o.Seats)
+		s.ledger.add(o.ID, o.Seats, o.At)
 	}
 	s.extraProbe += p.ProbeChanges
 }
