@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -313,6 +315,9 @@ func (s *session) stop() {
 	}
 }
 
+// badFrameOnce logs the first undecodable frame of a process.
+var badFrameOnce sync.Once
+
 // Errors that make the reader reconnect.
 var (
 	errSeqGap   = errors.New("seq gap")
@@ -369,6 +374,11 @@ func (s *session) read(ctx context.Context, conn *websocket.Conn) error {
 func (s *session) handle(b []byte) error {
 	d, err := s.e.frames.decode(b, s.e.v)
 	if err != nil {
+		badFrameOnce.Do(func() {
+			// Evidence for the report: the first frame a process could not
+			// decode, and why (stderr; the counts go in errors).
+			fmt.Fprintf(os.Stderr, "loadtest: a frame could not be decoded (%v), %d bytes: %.300q\n", err, len(b), b)
+		})
 		return errors.Join(errBadFrame, err)
 	}
 	h := d.h
