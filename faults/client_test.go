@@ -476,8 +476,19 @@ func closeReason(err error) string {
 	return "dropped"
 }
 
-// session runs one socket until it fails.
-func (m *liveMap) session(ctx context.Context, srv *server) error {
+// session runs one socket until it fails. Opening the socket joins the
+// waiting room (API.md), so each session is a join in the history: ok when
+// the socket is admitted, unknown when it ends before (the fan may be
+// admitted later from the place it took).
+func (m *liveMap) session(ctx context.Context, srv *server) (err error) {
+	join := m.f.h.invoke(m.f.n, "join", srv.name)
+	admitted := false
+	defer func() {
+		if !admitted {
+			join.Code = closeReason(err)
+			m.f.h.complete(join, outcomeUnknown)
+		}
+	}()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	conn, _, err := websocket.Dial(dctx, wsURL(srv, m.f.ev.ID), &websocket.DialOptions{HTTPClient: m.f.hc})
 	cancel()
@@ -496,6 +507,10 @@ func (m *liveMap) session(ctx context.Context, srv *server) error {
 		var msg wsMsg
 		if err := json.Unmarshal(data, &msg); err != nil {
 			return err
+		}
+		if !admitted && (msg.Type == "admitted" || msg.Type == "snapshot") {
+			admitted = true
+			m.f.h.complete(join, outcomeOK)
 		}
 		if err := m.apply(&msg, now); err != nil {
 			conn.Close(websocket.StatusNormalClosure, "resync")
