@@ -5,6 +5,7 @@ package faults
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // TestKill9DuringDrop (scenario a): fans buy through two servers while the
@@ -180,18 +183,32 @@ func sigstopRound(t *testing.T, pause time.Duration) {
 			results[i] = f.checkout(ctx, f.newKey(), cardSlow, pause+60*time.Second, false)
 		}()
 	}
-	// Freeze A as soon as every checkout is inside its 3 s authorization.
+	// Freeze A as soon as every checkout is inside its 3 s authorization —
+	// or, on a loaded machine where they straggle in, before the first of
+	// them can end (the rest are frozen earlier in the request: they must
+	// answer hold_lost too).
 	var states map[string]int
-	for t0 := time.Now(); time.Since(t0) < 3*time.Second; {
+	var firstSeen time.Time
+	for t0 := time.Now(); time.Since(t0) < 15*time.Second; {
 		states = c.checkoutStates(ctx)
-		if states["authorizing"] == pairs {
+		n := states["authorizing"]
+		if n == pairs {
+			break
+		}
+		if n > 0 && firstSeen.IsZero() {
+			firstSeen = time.Now()
+		}
+		if !firstSeen.IsZero() && time.Since(firstSeen) > 2*time.Second { // of the slow card's 3 s
 			break
 		}
 		sleepCtx(ctx, 20*time.Millisecond)
 	}
 	r.figure("states_at_pause", states)
-	if states["authorizing"] != pairs {
-		r.violation("only %d of %d checkouts were authorizing when A was frozen (%v): the scenario did not happen", states["authorizing"], pairs, states)
+	switch n := states["authorizing"]; {
+	case n == 0:
+		r.violation("%d of %d checkouts were authorizing when A was frozen (%v): the scenario did not happen", n, pairs, states)
+	case n < pairs:
+		r.note("%d of %d checkouts were authorizing when A was frozen; the rest had not reached Postgres", n, pairs)
 	}
 	c.fault("SIGSTOP server %s (pid %d) with %d checkouts in flight (%v)", a.name, a.PID(), pairs, states)
 	if err := a.signal(syscall.SIGSTOP); err != nil {
@@ -275,6 +292,9 @@ func sigstopRound(t *testing.T, pause time.Duration) {
 			err := c.db.QueryRow(ctx, `SELECT coalesce(p.status, 'none') FROM checkouts c
 				LEFT JOIN sandbox_payments p ON p.idempotency_key = 'checkout:' || c.id::text
 				WHERE c.idem_key = $1`, o.Key).Scan(&st)
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue // frozen before its checkout was recorded: never charged
+			}
 			if err != nil || st == "authorized" || st == "captured" {
 				standing++
 			}

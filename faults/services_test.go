@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -223,8 +224,27 @@ log_min_messages = warning
 	return err
 }
 
-// freePort returns a TCP port on 127.0.0.1 nothing listens on now.
+// freePort returns a TCP port on 127.0.0.1 nothing listens on now, below
+// the kernel's ephemeral range: servers and Redis here restart on the same
+// port, and a port from the ephemeral range can meanwhile become the local
+// end of some outgoing connection (bind: address already in use).
 func freePort() int {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	const from = 10000
+	for try := 0; low-from > 1000 && try < 200; try++ {
+		port := from + rand.IntN(low-from)
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			ln.Close()
+			return port
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
