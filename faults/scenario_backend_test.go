@@ -169,7 +169,8 @@ type lossWindow struct{ from, to time.Time }
 // by opening a socket — that may have taken effect after the loss: one that
 // had not completed when the loss began and was invoked before the
 // operation completed (a socket closed before admission has no end: it may
-// admit the fan any time after it began).
+// admit the fan any time after it began). A checkout retried under its
+// Idempotency-Key is judged from its first attempt.
 func checkNobodyPastTheQueue(r *report, h *history, losses []lossWindow) {
 	ops := h.snapshot()
 	joins := map[int][]op{}
@@ -184,14 +185,28 @@ func checkNobodyPastTheQueue(r *report, h *history, losses []lossWindow) {
 			return !ended && j.Invoke.Before(o.Complete)
 		})
 	}
+	// A checkout retried with its Idempotency-Key answers what its first
+	// attempt did: it began then.
+	began := map[string]time.Time{}
+	for _, o := range ops {
+		if o.Kind == "checkout" && o.Key != "" {
+			if b, ok := began[o.Key]; !ok || o.Invoke.Before(b) {
+				began[o.Key] = o.Invoke
+			}
+		}
+	}
 	bad := 0
 	for _, o := range ops {
 		if (o.Kind != "hold" && o.Kind != "checkout") || o.Outcome != outcomeOK {
 			continue
 		}
+		from := o.Invoke
+		if b, ok := began[o.Key]; ok && o.Kind == "checkout" {
+			from = b
+		}
 		var loss lossWindow
 		for _, l := range losses {
-			if o.Invoke.After(l.to) {
+			if from.After(l.to) {
 				loss = l
 			}
 		}
