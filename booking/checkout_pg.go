@@ -228,7 +228,6 @@ func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog)
 				WHERE s.event_id = $1 AND s.id = ANY($3)`, ck.EventID, o.ID, seats)
 			sale.Queue(`INSERT INTO outbox (event_id, kind, payload) VALUES ($1, $2, $3)`,
 				ck.EventID, OutboxSeatsSold, payload)
-			sale.Queue(`SELECT pg_notify($1, $2)`, outboxChannel, ck.EventID)
 			br = tx.SendBatch(ctx, sale)
 			defer br.Close()
 			if _, err := br.Exec(); err != nil {
@@ -241,7 +240,7 @@ func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog)
 			if tag.RowsAffected() != int64(len(seats)) {
 				return errSeatConflict
 			}
-			for _, what := range []string{"insert order items", "insert outbox", "notify outbox"} {
+			for _, what := range []string{"insert order items", "insert outbox"} {
 				if _, err := br.Exec(); err != nil {
 					return fmt.Errorf("store: %s: %w", what, err)
 				}
@@ -262,6 +261,7 @@ func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog)
 	var limit *fanLimitError
 	switch {
 	case err == nil:
+		s.outboxWritten(ctx)
 		return o, nil
 	case errors.Is(err, errSeatConflict), errors.Is(err, errMoved), errors.As(err, &limit):
 		return Order{}, err

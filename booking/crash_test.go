@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -280,33 +281,83 @@ func TestRelayDiesAfterPublishing(t *testing.T) {
 	}
 }
 
-func TestRunRelayWakesOnNotify(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, booking.Config{}, 1, 1, 4, 1500)
-	booking.ScopeToEvent(e.svc, e.ev)
+// startRelay runs svc's relay (scoped to e's event, polling only hourly,
+// so only a wake-up makes it drain) until the test ends, and returns once
+// it listens.
+// It returns a count of the wake-ups by a sale of svc's own process.
+func (e *env) startRelay(svc *booking.Service) *atomic.Int32 {
+	e.t.Helper()
+	booking.ScopeToEvent(svc, e.ev)
+	booking.SetRelayPoll(svc, time.Hour)
+	waiting := make(chan struct{}, 1)
+	woken := new(atomic.Int32)
+	booking.SetCrashHook(svc, func(step string) error {
+		switch step {
+		case "relay_waiting":
+			select {
+			case waiting <- struct{}{}:
+			default:
+			}
+		case "relay_woken":
+			woken.Add(1)
+		}
+		return nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		e.svc.RunRelay(ctx, testenvURL(t))
+		svc.RunRelay(ctx, testenvURL(e.t))
 	}()
-	defer func() { cancel(); <-done }()
-
-	e.mustHold("fan", "A-1-1")
-	e.mustCheckout("fan", "k")
-	unsent := func() int {
-		return e.queryInt(`SELECT count(*) FROM outbox WHERE event_id = $1 AND sent_at IS NULL`, e.ev)
+	e.t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-waiting:
+	case <-time.After(10 * time.Second):
+		e.t.Fatal("relay did not start listening")
 	}
+	return woken
+}
+
+// waitRelayed waits until the event's outbox is sent and its stream has
+// want entries.
+func (e *env) waitRelayed(want int) {
+	e.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for unsent() != 0 {
+	for e.queryInt(`SELECT count(*) FROM outbox WHERE event_id = $1 AND sent_at IS NULL`, e.ev) != 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("relay did not publish")
+			e.t.Fatal("relay did not publish")
 		}
 		time.Sleep(10 * time.Millisecond) // polling a condition
 	}
-	if n := len(e.streamEntries()); n != 1 {
-		t.Fatalf("%d stream entries, want 1", n)
+	if n := len(e.streamEntries()); n != want {
+		e.t.Fatalf("%d stream entries, want %d", n, want)
 	}
+}
+
+// A sale wakes the relay of its own process at once.
+func TestRunRelayWakesOnLocalSale(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, booking.Config{}, 1, 1, 4, 1500)
+	woken := e.startRelay(e.svc)
+	e.mustHold("fan", "A-1-1")
+	e.mustCheckout("fan", "k")
+	e.waitRelayed(1)
+	// Not by a NOTIFY (other tests' sales send them too).
+	if woken.Load() == 0 {
+		t.Fatal("the relay was not woken by its own process's sale")
+	}
+}
+
+// A sale committed by a process that runs no relay (serve --no-workers)
+// wakes the others' with a NOTIFY.
+func TestRunRelayWakesOnNotify(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, booking.Config{}, 1, 1, 4, 1500)
+	other := booking.NewService(e.db, e.rdb, e.pay, booking.Config{}, e.logs, nil)
+	e.startRelay(other)
+	e.mustHold("fan", "A-1-1")
+	e.mustCheckout("fan", "k") // through e.svc, which runs no relay
+	e.waitRelayed(1)
 }
 
 func TestRecoveryAbandonsStartedCheckouts(t *testing.T) {

@@ -3,7 +3,6 @@ package booking
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -19,7 +18,8 @@ const (
 )
 
 const (
-	// outboxChannel is NOTIFYed by every transaction that writes the outbox.
+	// outboxChannel is NOTIFYed after a sale commits in a process whose own
+	// relay does not run, to wake the relays of the others.
 	outboxChannel = "seatmap_outbox"
 	// relayBatch is how many outbox rows one RelayOutbox call handles.
 	relayBatch = 100
@@ -168,10 +168,14 @@ func (s *Service) publishOutbox(ctx context.Context, batch []outboxRow) error {
 }
 
 // RunRelay relays the outbox until ctx ends: it drains the outbox whenever
-// a NOTIFY on seatmap_outbox arrives on its own connection to dbURL, and at
-// least every second in case a notification was missed. Connection errors
-// are logged and the listener reconnects. Several relays may run at once.
+// this process commits a sale (outboxWritten), whenever a NOTIFY on
+// seatmap_outbox arrives on its own connection to dbURL (sales of processes
+// without a relay), and at least every second in case a wake-up was missed.
+// Connection errors are logged and the listener reconnects. Several relays
+// may run at once.
 func (s *Service) RunRelay(ctx context.Context, dbURL string) {
+	s.relays.Add(1)
+	defer s.relays.Add(-1)
 	for ctx.Err() == nil {
 		err := s.relayListen(ctx, dbURL)
 		if ctx.Err() != nil {
@@ -179,7 +183,11 @@ func (s *Service) RunRelay(ctx context.Context, dbURL string) {
 		}
 		s.log.Error("outbox relay: listener failed, reconnecting", "err", err)
 		s.drainOutbox(ctx)
-		_ = sleepCtx(ctx, relayPoll)
+		select {
+		case <-ctx.Done():
+		case <-s.relayWake:
+		case <-time.After(s.relayPoll):
+		}
 	}
 }
 
@@ -192,18 +200,76 @@ func (s *Service) relayListen(ctx context.Context, dbURL string) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+outboxChannel); err != nil {
 		return fmt.Errorf("outbox relay: listen: %w", err)
 	}
+	// The connection is only read by this goroutine, which passes
+	// notifications on; the loop below also wakes on local sales.
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	notified := make(chan struct{}, 1)
+	failed := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := conn.WaitForNotification(lctx); err != nil {
+				failed <- err
+				return
+			}
+			select {
+			case notified <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	defer func() {
+		stop()
+		select { // the reader has returned before conn is closed
+		case <-failed:
+		case <-time.After(5 * time.Second):
+		}
+	}()
+	poll := time.NewTimer(s.relayPoll)
+	defer poll.Stop()
 	for {
 		s.drainOutbox(ctx)
-		wctx, cancel := context.WithTimeout(ctx, relayPoll)
-		_, err := conn.WaitForNotification(wctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
+		poll.Reset(s.relayPoll)
+		_ = s.step("relay_waiting") // tests: the relay listens and waits
+		select {
+		case <-ctx.Done():
 			return nil
-		case err == nil, errors.Is(err, context.DeadlineExceeded):
-		default:
+		case err := <-failed:
+			failed <- err // for the deferred wait
 			return fmt.Errorf("outbox relay: wait for notification: %w", err)
+		case <-notified:
+		case <-s.relayWake:
+			_ = s.step("relay_woken") // tests: by a sale of this process
+		case <-poll.C:
 		}
+	}
+}
+
+// outboxWritten wakes the outbox relay after a sale committed: this
+// process's own, or, when it runs none (serve --no-workers), every other
+// process's through a NOTIFY. The NOTIFY is deliberately not part of the
+// sale's transaction: Postgres serialises the commits of all transactions
+// that NOTIFY (a cluster-wide lock from pre-commit to the end of commit,
+// WAL flush included), which cost checkouts a fifth of their throughput
+// (docs/PERFORMANCE.md). Its own transaction does not wait for the flush.
+func (s *Service) outboxWritten(ctx context.Context) {
+	if s.relays.Load() > 0 {
+		select {
+		case s.relayWake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit TO off"); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", outboxChannel)
+		return err
+	})
+	if err != nil && ctx.Err() == nil {
+		// The relays poll every relayPoll: the sale reaches Redis anyway.
+		s.log.Warn("outbox relay: notify", "err", err)
 	}
 }
 

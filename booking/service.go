@@ -97,6 +97,12 @@ type Service struct {
 	// onlyEvent, when set (tests only), restricts RecoverCheckouts and
 	// RelayOutbox to one event so parallel tests do not finish each other's work.
 	onlyEvent string
+
+	// The outbox relay of this process (RunRelay) is woken through relayWake
+	// after each sale this process commits; relays counts the running ones.
+	relayWake chan struct{}
+	relays    atomic.Int32
+	relayPoll time.Duration // relayPoll, or a test's
 }
 
 // Hooks are callbacks for metrics, so booking need not import a metrics
@@ -147,7 +153,8 @@ func NewService(db *pgxpool.Pool, rdb redis.UniversalClient, payments Payments, 
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{db: db, rdb: rdb, payments: payments, cfg: cfg.withDefaults(), log: log, now: now}
+	return &Service{db: db, rdb: rdb, payments: payments, cfg: cfg.withDefaults(), log: log, now: now,
+		relayWake: make(chan struct{}, 1), relayPoll: relayPoll}
 }
 
 // Config returns the effective configuration (defaults applied).
