@@ -30,6 +30,17 @@ func (a *app) acceptWS(w http.ResponseWriter, r *http.Request) (*websocket.Conn,
 // frame is read through it all the same.
 const wsReadBuffer = 512
 
+// wsSendBuffer caps the kernel's send buffer of a fan socket (SO_SNDBUF;
+// Linux doubles it), which would otherwise grow with the socket up to
+// net.ipv4.tcp_wmem's maximum (4 MiB here). Room for a 10,000-seat
+// snapshot and a few batches; beyond that a slow fan's backlog stays in the
+// hub's bounded send queue, whose overflow closes the socket (the fan
+// reconnects to a fresh snapshot), instead of in kernel memory: tens of
+// thousands of slow sockets each holding megabytes put the whole machine's
+// TCP under memory pressure, where the kernel drops packets and sockets
+// stall for a minute of retransmission back-off (issue 7, drop3).
+const wsSendBuffer = 64 << 10
+
 // smallReadBuffer hands coder/websocket, which keeps the hijacked
 // connection's read buffer for the socket's life, a wsReadBuffer-byte
 // reader instead of net/http's 4 KiB one: with tens of thousands of fans
@@ -43,6 +54,9 @@ func (s smallReadBuffer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(wsSendBuffer) // best effort: the socket works without
 	}
 	// coder/websocket keeps what the reader has buffered and reads the
 	// rest from c, so bytes net/http had already read go into the new
