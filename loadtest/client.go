@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -19,6 +20,10 @@ import (
 
 // requestTimeout bounds every HTTP request (the slow sandbox card takes 3 s).
 const requestTimeout = 30 * time.Second
+
+// fanRecvBuffer is a fan socket's SO_RCVBUF (Linux doubles it): a
+// 10,000-seat snapshot is ~220 KB.
+const fanRecvBuffer = 32 << 10
 
 // client talks to the seatmap servers of a run (--url) about one event.
 // One client (one http.Transport) serves every fan of a process; requests in
@@ -38,6 +43,23 @@ type client struct {
 
 func newClient(c *Config) *client {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	// Sockets get a bounded receive buffer, set before connecting so the
+	// window is negotiated for it: the kernel would otherwise grow each up
+	// to net.ipv4.tcp_rmem's maximum (32 MiB here) while a busy load
+	// generator reads slowly, and twenty thousand of them put the machine's
+	// TCP under memory pressure — dropped packets, sockets stalled for a
+	// minute of retransmission back-off — which real fans, each on their
+	// own machine, would not do to the server.
+	wsDialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second,
+		Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, fanRecvBuffer)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
 	tr := &http.Transport{
 		DialContext:         dialer.DialContext,
 		MaxIdleConns:        c.HTTPConns * max(1, len(c.URLs)),
@@ -49,7 +71,7 @@ func newClient(c *Config) *client {
 	}
 	// WebSocket handshakes get their own transport: their connections are
 	// taken over by the socket and never return to a pool.
-	wsTr := &http.Transport{DialContext: dialer.DialContext, DisableKeepAlives: true, DisableCompression: true}
+	wsTr := &http.Transport{DialContext: wsDialer.DialContext, DisableKeepAlives: true, DisableCompression: true}
 	cl := &client{
 		event: c.Event,
 		staff: c.StaffToken,

@@ -16,8 +16,15 @@ import (
 // still differs after checkRounds rounds (a late change converges by the
 // next round; a lost one never does) is a lost change.
 
-// checkRounds is how many times the check is made while something differs.
-const checkRounds = 3
+// checkRounds is the most times the check is made while something
+// differs: a map behind its server (batches still in its socket, read by a
+// load generator that shares the machine with the servers) converges as
+// its reader catches up; a lost change never does. The check ends early
+// when two rounds in a row bring no fewer diverged maps.
+const checkRounds = 12
+
+// recheckEvery is the wait between rounds after the first.
+const recheckEvery = 5 * time.Second
 
 // truthTimeout bounds the wait for the truth snapshot.
 const truthTimeout = 30 * time.Second
@@ -114,6 +121,7 @@ func (e *env) checkMaps(truth []uint8) mapCheck {
 		if first >= 0 && first < len(s.m.states) {
 			got = s.m.states[first] & stMask
 		}
+		seq, at, frames := s.m.seq, s.m.at, s.m.frames
 		s.m.mu.Unlock()
 		srv := e.cl.server(&s.f)
 		res.Checked[srv]++
@@ -130,8 +138,8 @@ func (e *env) checkMaps(truth []uint8) mapCheck {
 			if first < len(e.v.ids) {
 				name = e.v.ids[first]
 			}
-			res.Examples = append(res.Examples, fmt.Sprintf("a fan on %s: %d of %d seats differ, e.g. %s is %s, truth %s",
-				e.cl.bases[srv], n, len(truth), name, stateName(got), stateName(want)))
+			res.Examples = append(res.Examples, fmt.Sprintf("a fan on %s: %d of %d seats differ, e.g. %s is %s, truth %s; its last frame seq %d, read %.1f s before the check, %d frames",
+				e.cl.bases[srv], n, len(truth), name, stateName(got), stateName(want), seq, time.Since(at).Seconds(), frames))
 		}
 	}
 	return res
@@ -141,8 +149,9 @@ func (e *env) checkMaps(truth []uint8) mapCheck {
 // the first server when the run starts (so it is admitted early) and, after
 // the run, opens a socket for a fresh snapshot: the truth.
 type truthFan struct {
-	e *env // the coordinator's: client, venue, stats nobody reads
-	f fan
+	e   *env // the coordinator's: client, venue, stats nobody reads
+	f   fan
+	seq uint64 // of the last truth
 }
 
 // newTruthFan makes the checking fan and joins it to the waiting room.
@@ -197,6 +206,7 @@ func (t *truthFan) snapshot(ctx context.Context) ([]uint8, error) {
 		for i, st := range s.m.states {
 			truth[i] = st & stMask
 		}
+		t.seq = s.m.seq
 		s.m.mu.Unlock()
 	}
 	s.stop()
@@ -267,23 +277,32 @@ func verifyOrders(v *venue, truth []uint8, orders []orderRec) string {
 
 // convergence is the map check's outcome, as the coordinator saw it.
 type convergence struct {
-	ran    bool
-	truth  []uint8
-	rounds int
-	stats  string // "": the truth agrees with the staff stats (or they could not be asked)
-	check  mapCheck
-	err    string
+	ran      bool
+	truth    []uint8
+	truthSeq uint64
+	rounds   int
+	after    time.Duration // from the end of the run to the last round
+	stats    string        // "": the truth agrees with the staff stats (or they could not be asked)
+	check    mapCheck
+	err      string
 }
 
 // converge runs the map check after the run: it waits settleTime, takes
 // the truth, verifies it against the staff stats and has every process
-// compare its fans' maps; again, up to checkRounds times, while anything
-// differs. It returns early (err set) when ctx ends.
+// compare its fans' maps; again every recheckEvery, up to checkRounds
+// times, while anything differs and the rounds make progress. It returns
+// early (err set) when ctx ends.
 func converge(ctx context.Context, cfg *Config, t *truthFan, shares shareRunner) convergence {
 	var c convergence
 	lastErr := ""
+	start := time.Now()
+	best, stalled := int64(-1), 0
 	for round := 1; round <= checkRounds; round++ {
-		if !sleep(ctx, settleTime(cfg)) {
+		wait := settleTime(cfg)
+		if round > 1 {
+			wait = recheckEvery
+		}
+		if !sleep(ctx, wait) {
 			lastErr = "interrupted"
 			break
 		}
@@ -293,11 +312,20 @@ func converge(ctx context.Context, cfg *Config, t *truthFan, shares shareRunner)
 			continue
 		}
 		lastErr = ""
-		c.ran, c.truth, c.rounds = true, truth, round
+		c.ran, c.truth, c.truthSeq, c.rounds = true, truth, t.seq, round
 		c.stats = verifyTruth(ctx, t.e.cl, truth)
 		c.check = shares.check(round, truth)
-		if _, d := c.check.total(); d == 0 && c.stats == "" {
+		c.after = time.Since(start)
+		_, d := c.check.total()
+		if d == 0 && c.stats == "" {
 			break
+		}
+		if best >= 0 && d >= best {
+			if stalled++; stalled >= 2 {
+				break
+			}
+		} else {
+			best, stalled = d, 0
 		}
 	}
 	if !c.ran {
@@ -333,8 +361,8 @@ func (c *convergence) fill(r *Report, v *venue, orders []orderRec, urls []string
 	r.MapsChecked, r.MapsDiverged = check.total()
 	r.MapsExamples = check.Examples
 	sold, held := countStates(c.truth)
-	r.MapsTruth = fmt.Sprintf("snapshot from %s (round %d of at most %d): %d sold, %d held, %d available",
-		urls[0], c.rounds, checkRounds, sold, held, len(c.truth)-sold-held)
+	r.MapsTruth = fmt.Sprintf("snapshot seq %d from %s (round %d of at most %d, %.1f s after the run): %d sold, %d held, %d available",
+		c.truthSeq, urls[0], c.rounds, checkRounds, c.after.Seconds(), sold, held, len(c.truth)-sold-held)
 	for i := range r.Servers {
 		if i < len(check.Checked) {
 			r.Servers[i].MapsChecked, r.Servers[i].MapsDiverged = check.Checked[i], check.Diverged[i]

@@ -107,9 +107,12 @@ sockets (in drop: fans who saw the event sold out or were still buying; in
 idle: a sample of the listeners, at most 64 MiB of maps per process). After
 2x --push-interval + 1 s, a fresh snapshot from the first server (the truth,
 itself checked against the staff stats and the orders the fans got) is
-compared with every such fan's live map: maps_checked, maps_diverged. A
-diverged map is a lost change: the run then exits non-zero, as it does for
-a seat sold twice.
+compared with every such fan's live map: maps_checked, maps_diverged. While
+any differ, the check is repeated every 5 s (up to 12 rounds; it stops when
+two rounds in a row bring no fewer diverged maps): a map still behind its
+server catches up, a lost change never does. A map still diverged at the
+end is a lost change: the run then exits non-zero, as it does for a seat
+sold twice.
 
 Progress goes to stderr once a second; the summary to stdout (to stderr with
 --json, which prints one JSON object on stdout). Latencies: join_to_admitted

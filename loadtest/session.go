@@ -394,6 +394,7 @@ func (s *session) handle(b []byte) error {
 			for _, x := range d.seats {
 				s.m.states[x.i] = x.state
 			}
+			s.m.noteFrame(h.seq, s.recv)
 			s.m.mu.Unlock()
 		}
 		if s.e.pr != nil {
@@ -409,7 +410,7 @@ func (s *session) handle(b []byte) error {
 			return errSeqGap
 		}
 		s.seq, s.hasSeq = h.seq, true
-		s.applyChanges(d.seats)
+		s.applyChanges(h.seq, d.seats)
 		if s.m != nil {
 			s.m.notify()
 		}
@@ -421,12 +422,13 @@ func (s *session) handle(b []byte) error {
 
 // applyChanges puts a batch's changes into the fan's map and, for a
 // listener, matches them against the probe's changes.
-func (s *session) applyChanges(changes []decodedSeat) {
+func (s *session) applyChanges(seq uint64, changes []decodedSeat) {
 	if s.m != nil {
 		s.m.mu.Lock()
 		for _, x := range changes {
 			s.m.states[x.i] = x.state
 		}
+		s.m.noteFrame(seq, s.recv)
 		s.m.mu.Unlock()
 	}
 	if s.listen && s.e.pr != nil {

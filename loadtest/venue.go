@@ -3,6 +3,7 @@ package loadtest
 import (
 	"math/rand/v2"
 	"sync"
+	"time"
 )
 
 // eventDetail is GET /api/events/{event} (API.md "Events and seats").
@@ -73,10 +74,22 @@ type seatMap struct {
 	mu      sync.Mutex
 	states  []uint8
 	changed chan struct{} // gets a token whenever the map changes
+
+	// What the map was last built from, for a diverged map's description.
+	seq    uint64    // seq of the last snapshot or batch applied
+	at     time.Time // when it was read
+	frames int       // snapshots and batches applied, over every connection
 }
 
 func newSeatMap(n int) *seatMap {
 	return &seatMap{states: make([]uint8, n), changed: make(chan struct{}, 1)}
+}
+
+// noteFrame records a snapshot or batch applied (seq, read at recv in
+// UnixNano). The caller holds m.mu.
+func (m *seatMap) noteFrame(seq uint64, recv int64) {
+	m.seq, m.at = seq, time.Unix(0, recv)
+	m.frames++
 }
 
 func (m *seatMap) notify() {
