@@ -400,14 +400,6 @@ func (r *redisServer) kill() {
 	}
 }
 
-// restart is the fault: Redis killed and started again on the same port,
-// empty and with its default configuration.
-func (r *redisServer) restart(down time.Duration) error {
-	r.kill()
-	time.Sleep(down)
-	return r.start()
-}
-
 func writePID(path string, pid int) { os.WriteFile(path, []byte(strconv.Itoa(pid)), 0o644) }
 
 // tail returns the last n lines of a file.

@@ -23,6 +23,25 @@ import (
 // when two rounds in a row bring no fewer diverged maps.
 const checkRounds = 12
 
+// checkProgress is the map check's stopping rule: another round is worth it
+// while the diverged maps keep falling; two rounds in a row without a new
+// low end it.
+type checkProgress struct {
+	best    int64 // fewest diverged maps so far
+	stalled int   // rounds since best fell
+	started bool
+}
+
+// still records a round's diverged count and reports whether to go on.
+func (p *checkProgress) still(diverged int64) bool {
+	if p.started && diverged >= p.best {
+		p.stalled++
+		return p.stalled < 2
+	}
+	p.started, p.best, p.stalled = true, diverged, 0
+	return true
+}
+
 // recheckEvery is the wait between rounds after the first.
 const recheckEvery = 5 * time.Second
 
@@ -149,9 +168,8 @@ func (e *env) checkMaps(truth []uint8) mapCheck {
 // the first server when the run starts (so it is admitted early) and, after
 // the run, opens a socket for a fresh snapshot: the truth.
 type truthFan struct {
-	e   *env // the coordinator's: client, venue, stats nobody reads
-	f   fan
-	seq uint64 // of the last truth
+	e *env // the coordinator's: client, venue, stats nobody reads
+	f fan
 }
 
 // newTruthFan makes the checking fan and joins it to the waiting room.
@@ -178,8 +196,8 @@ func (t *truthFan) keepPlace(ctx context.Context, f fan) {
 }
 
 // snapshot opens a socket on the first server and returns the seat states
-// of the first snapshot it gets (venue order).
-func (t *truthFan) snapshot(ctx context.Context) ([]uint8, error) {
+// of the first snapshot it gets (venue order) and its seq.
+func (t *truthFan) snapshot(ctx context.Context) ([]uint8, uint64, error) {
 	s := newSession(t.e, true, false)
 	s.probeFan = true
 	s.f = t.f
@@ -200,13 +218,14 @@ func (t *truthFan) snapshot(ctx context.Context) ([]uint8, error) {
 		err = fmt.Errorf("no snapshot within %v (is the checking fan admitted?)", truthTimeout)
 	}
 	var truth []uint8
+	var seq uint64
 	if err == nil {
 		s.m.mu.Lock()
 		truth = make([]uint8, len(s.m.states))
 		for i, st := range s.m.states {
 			truth[i] = st & stMask
 		}
-		t.seq = s.m.seq
+		seq = s.m.seq
 		s.m.mu.Unlock()
 	}
 	s.stop()
@@ -215,7 +234,7 @@ func (t *truthFan) snapshot(ctx context.Context) ([]uint8, error) {
 		<-done
 	}
 	t.f = s.f // a new cookie, if the server set one
-	return truth, err
+	return truth, seq, err
 }
 
 // countStates returns how many seats of a map are sold and held.
@@ -296,7 +315,7 @@ func converge(ctx context.Context, cfg *Config, t *truthFan, shares shareRunner)
 	var c convergence
 	lastErr := ""
 	start := time.Now()
-	best, stalled := int64(-1), 0
+	var prog checkProgress
 	for round := 1; round <= checkRounds; round++ {
 		wait := settleTime(cfg)
 		if round > 1 {
@@ -306,26 +325,19 @@ func converge(ctx context.Context, cfg *Config, t *truthFan, shares shareRunner)
 			lastErr = "interrupted"
 			break
 		}
-		truth, err := t.snapshot(ctx)
+		truth, seq, err := t.snapshot(ctx)
 		if err != nil {
 			lastErr = fmt.Sprintf("no truth from %s: %v", t.e.cl.bases[0], err)
 			continue
 		}
 		lastErr = ""
-		c.ran, c.truth, c.truthSeq, c.rounds = true, truth, t.seq, round
+		c.ran, c.truth, c.truthSeq, c.rounds = true, truth, seq, round
 		c.stats = verifyTruth(ctx, t.e.cl, truth)
 		c.check = shares.check(round, truth)
 		c.after = time.Since(start)
 		_, d := c.check.total()
-		if d == 0 && c.stats == "" {
+		if d == 0 && c.stats == "" || !prog.still(d) {
 			break
-		}
-		if best >= 0 && d >= best {
-			if stalled++; stalled >= 2 {
-				break
-			}
-		} else {
-			best, stalled = d, 0
 		}
 	}
 	if !c.ran {

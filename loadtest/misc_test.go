@@ -280,3 +280,28 @@ func TestProbeMatch(t *testing.T) {
 		t.Error("a change out of the ring matched")
 	}
 }
+
+func TestMapCheckStopsWithoutProgress(t *testing.T) {
+	for _, tc := range []struct {
+		diverged []int64
+		rounds   int // rounds made before it stops (len(diverged) if never)
+	}{
+		{[]int64{40, 30, 20, 10, 5}, 5},    // falling: keep checking
+		{[]int64{41, 41, 41, 41}, 3},       // stuck from the start: two more tries
+		{[]int64{50, 10, 12, 9, 11, 8}, 6}, // a new low resets the count
+		{[]int64{50, 10, 12, 11, 10}, 4},   // 12 and 11 are no new low
+		{[]int64{0}, 1},
+	} {
+		var p checkProgress
+		rounds := 0
+		for _, d := range tc.diverged {
+			rounds++
+			if !p.still(d) {
+				break
+			}
+		}
+		if rounds != tc.rounds {
+			t.Errorf("%v: stopped after %d rounds, want %d", tc.diverged, rounds, tc.rounds)
+		}
+	}
+}
