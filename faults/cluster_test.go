@@ -116,6 +116,15 @@ func newCluster(t *testing.T, cfg clusterConfig) *cluster {
 				}
 				t.Logf("---- server %s log (last 15 lines):\n%s", s.name, tail(s.log, 15))
 			}
+			// The services' own logs say what a server could only wait for
+			// (crash recovery, checkpoints, refused connections).
+			for name, log := range map[string]string{"postgres": c.pg.log(), "redis": c.redis.log()} {
+				kept := prefix + "." + name + ".log"
+				if b, err := os.ReadFile(log); err == nil && os.WriteFile(kept, b, 0o644) == nil {
+					t.Logf("%s log kept: %s", name, kept)
+				}
+			}
+			t.Logf("---- postgres log (last 15 lines):\n%s", tail(c.pg.log(), 15))
 		}
 	})
 	return c

@@ -363,9 +363,14 @@ func TestPostgresRestart(t *testing.T) {
 	c.fault("Postgres proxy reset: %d connections dropped", c.pgProxy.Reset())
 	<-done
 
-	if err := c.waitReady(30 * time.Second); err != nil {
+	// Ready again is judged on a budget, not a race: on a loaded CI machine
+	// the restart alone took 21 s and connections stayed slow well after
+	// it; a server that never comes back is still a violation.
+	t1 := time.Now()
+	if err := c.waitReady(60 * time.Second); err != nil {
 		r.violation("a server did not become ready again: %v", err)
 	}
+	r.figure("ready_again_seconds", time.Since(t1).Round(100*time.Millisecond).Seconds())
 	for i, wt := range watches {
 		st := wt.end()
 		r.figure(fmt.Sprintf("readyz_%s", c.servers[i].name), describeStates(st))

@@ -278,10 +278,13 @@ func (p *postgres) configure() error {
 	return err
 }
 
+// log is the server's log file (pg_ctl -l).
+func (p *postgres) log() string { return filepath.Join(p.data, "server.log") }
+
 func (p *postgres) start(ctx context.Context) error {
-	out, err := asPostgres(ctx, "pg_ctl", "-D", p.data, "-l", filepath.Join(p.data, "server.log"), "-w", "-t", "60", "start").CombinedOutput()
+	out, err := asPostgres(ctx, "pg_ctl", "-D", p.data, "-l", p.log(), "-w", "-t", "60", "start").CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, tail(filepath.Join(p.data, "server.log"), 20))
+		return fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, tail(p.log(), 20))
 	}
 	return nil
 }
@@ -297,7 +300,7 @@ func (p *postgres) stop(ctx context.Context, mode string) error {
 // restartImmediate is the fault: `pg_ctl restart -m immediate` (every
 // backend killed without a checkpoint, crash recovery on start).
 func (p *postgres) restartImmediate(ctx context.Context) error {
-	out, err := asPostgres(ctx, "pg_ctl", "-D", p.data, "-l", filepath.Join(p.data, "server.log"), "-m", "immediate",
+	out, err := asPostgres(ctx, "pg_ctl", "-D", p.data, "-l", p.log(), "-m", "immediate",
 		"-w", "-t", "60", "restart").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("pg_ctl restart: %v\n%s", err, out)
@@ -358,10 +361,13 @@ func newRedis(t testing.TB, dir string) *redisServer {
 
 func (r *redisServer) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
 
+// log is the server's log file.
+func (r *redisServer) log() string { return filepath.Join(r.dir, "redis.log") }
+
 func (r *redisServer) start() error {
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir, "--maxclients", "12000",
-		"--logfile", filepath.Join(r.dir, "redis.log"))
+		"--logfile", r.log())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis: %w", err)
