@@ -378,7 +378,7 @@ func (s *Service) finishCommitted(ctx context.Context, ck *checkoutRow, cat *Cat
 	if err := s.markSoldRedis(ctx, ck.EventID, ck.FanID, ck.seatList(cat)); err != nil {
 		return err
 	}
-	if _, err := s.casState(ctx, ck.ID, stateCommitted, stateCompleted); err != nil {
+	if _, err := s.markCompleted(ctx, ck.ID); err != nil {
 		return err
 	}
 	ck.State = stateCompleted

@@ -125,12 +125,14 @@ func (s *Service) markAuthorized(ctx context.Context, id, paymentID string) (mov
 	return tag.RowsAffected() == 0, nil
 }
 
-// casState moves a checkout from one state to another; false if it was not
-// in from.
-func (s *Service) casState(ctx context.Context, id, from, to string) (bool, error) {
-	tag, err := s.db.Exec(ctx, `UPDATE checkouts SET state = $3, updated_at = now() WHERE id = $1 AND state = $2`, id, from, to)
+// markCompleted moves a committed checkout to completed; false if it was
+// not committed. The commit does not wait for the WAL flush (execLazy):
+// lost in a crash, the checkout is still committed, and the recovery
+// worker finishes it again (capture and the Redis sale are idempotent).
+func (s *Service) markCompleted(ctx context.Context, id string) (bool, error) {
+	tag, err := execLazy(ctx, s.db, `UPDATE checkouts SET state = 'completed', updated_at = now() WHERE id = $1 AND state = 'committed'`, id)
 	if err != nil {
-		return false, unavailable("store: update checkout state", err)
+		return false, unavailable("store: mark checkout completed", err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -157,8 +159,8 @@ func (s *Service) failCheckout(ctx context.Context, ck *checkoutRow, result *Err
 // for a live request, authorized for the recovery worker) to committed
 // with the payment id (compare-and-set, so only one actor runs it), check the fan's seat limit, insert the order, sell every seat at
 // the version its hold carried (rows affected must equal the seats), insert
-// the items at the sections' prices and the outbox row, store the 201
-// answer and NOTIFY the relay.
+// the items at the sections' prices and the outbox row, and store the 201
+// answer (the relay is woken after the commit: outboxWritten).
 // It returns errSeatConflict (rolled back) if any seat was sold or moved on,
 // *fanLimitError (rolled back) if the fan would own more than
 // MaxSeatsPerFan seats of the event (checkFanLimit), errMoved if the

@@ -81,6 +81,26 @@ func inTx(ctx context.Context, db *pgxpool.Pool, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, db, fn)
 }
 
+// execLazy runs one statement as its own transaction committed without
+// waiting for its WAL to reach disk (synchronous_commit off, for that
+// transaction only), in one round trip. Only for writes whose loss in a
+// Postgres crash is repaired: the commit is visible at once, and it is
+// durable no later than the next synchronous commit, since WAL is flushed
+// in order.
+func execLazy(ctx context.Context, db *pgxpool.Pool, sql string, args ...any) (pgconn.CommandTag, error) {
+	var tag pgconn.CommandTag
+	b := &pgx.Batch{}
+	// A batch is one implicit transaction, so a transaction-local setting
+	// holds until its commit.
+	b.Queue("SELECT set_config('synchronous_commit', 'off', true)")
+	b.Queue(sql, args...).Exec(func(ct pgconn.CommandTag) error {
+		tag = ct
+		return nil
+	})
+	err := db.SendBatch(ctx, b).Close()
+	return tag, err
+}
+
 // isUniqueViolation reports whether err is Postgres's unique_violation
 // (SQLSTATE 23505), optionally on the named constraint.
 func isUniqueViolation(err error, constraint string) bool {

@@ -22,3 +22,7 @@ func ScopeToEvent(s *Service, eventID string) { s.onlyEvent = eventID }
 
 // CatalogReads is how many catalogs s has read from SQL.
 func CatalogReads(s *Service) int64 { return s.catalogReads.Load() }
+
+// ExecLazy is execLazy: one statement committed without waiting for the
+// WAL flush.
+var ExecLazy = execLazy
