@@ -360,6 +360,9 @@ func (s *session) read(ctx context.Context, conn *websocket.Conn) error {
 		s.recv = time.Now().UnixNano()
 		if err == nil && typ == websocket.MessageText {
 			err = s.handle(buf.Bytes())
+			if errors.Is(err, errBadFrame) {
+				err = cutOff(ctx, conn, err, buf.Bytes())
+			}
 		}
 		if buf.Cap() <= 1<<20 {
 			bufPool.Put(buf)
@@ -370,15 +373,33 @@ func (s *session) read(ctx context.Context, conn *websocket.Conn) error {
 	}
 }
 
+// cutOff tells a message the socket's end cut short from a bad one.
+// coder/websocket (v1.8.15, msgReader.Read) ends a message as if complete
+// when the connection reaches EOF between two of its fragments — as when
+// the server drops a slow fan in the middle of a snapshot sent in two
+// parts — so an undecodable message may be just the part that arrived. If
+// the next read fails at once, the socket had ended: its error is returned
+// (a read error, not a bad frame). Otherwise badErr stands, and the first
+// of a process is printed as evidence (stderr; the counts go in errors).
+func cutOff(ctx context.Context, conn *websocket.Conn, badErr error, b []byte) error {
+	pctx, cancel := context.WithTimeout(ctx, cutOffProbe)
+	defer cancel()
+	if _, _, err := conn.Reader(pctx); err != nil && pctx.Err() == nil {
+		return fmt.Errorf("socket ended in the middle of a message: %w", err)
+	}
+	badFrameOnce.Do(func() {
+		fmt.Fprintf(os.Stderr, "loadtest: a frame could not be decoded (%v), %d bytes: %.300q\n", badErr, len(b), b)
+	})
+	return badErr
+}
+
+// cutOffProbe is how long cutOff waits for the socket to show it ended.
+const cutOffProbe = time.Second
+
 // handle applies one frame.
 func (s *session) handle(b []byte) error {
 	d, err := s.e.frames.decode(b, s.e.v)
 	if err != nil {
-		badFrameOnce.Do(func() {
-			// Evidence for the report: the first frame a process could not
-			// decode, and why (stderr; the counts go in errors).
-			fmt.Fprintf(os.Stderr, "loadtest: a frame could not be decoded (%v), %d bytes: %.300q\n", err, len(b), b)
-		})
 		return errors.Join(errBadFrame, err)
 	}
 	h := d.h
