@@ -384,11 +384,15 @@ func (s *session) read(ctx context.Context, conn *websocket.Conn) error {
 func cutOff(ctx context.Context, conn *websocket.Conn, badErr error, b []byte) error {
 	pctx, cancel := context.WithTimeout(ctx, cutOffProbe)
 	defer cancel()
-	if _, _, err := conn.Reader(pctx); err != nil && pctx.Err() == nil {
+	_, _, err := conn.Reader(pctx)
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err() // the fan was leaving: its socket was being closed
+	case err != nil && pctx.Err() == nil:
 		return fmt.Errorf("socket ended in the middle of a message: %w", err)
 	}
 	badFrameOnce.Do(func() {
-		fmt.Fprintf(os.Stderr, "loadtest: a frame could not be decoded (%v), %d bytes: %.300q\n", badErr, len(b), b)
+		fmt.Fprintf(os.Stderr, "loadtest: a frame could not be decoded (%v; next read: %v), %d bytes: %.300q\n", badErr, err, len(b), b)
 	})
 	return badErr
 }
