@@ -360,7 +360,7 @@ func (s *session) read(ctx context.Context, conn *websocket.Conn) error {
 		s.recv = time.Now().UnixNano()
 		if err == nil && typ == websocket.MessageText {
 			err = s.handle(buf.Bytes())
-			if errors.Is(err, errBadFrame) {
+			if errors.Is(err, errBadFrame) && !s.stopping.Load() {
 				err = cutOff(ctx, conn, err, buf.Bytes())
 			}
 		}
