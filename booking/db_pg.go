@@ -89,16 +89,25 @@ func inTx(ctx context.Context, db *pgxpool.Pool, fn func(pgx.Tx) error) error {
 // in order.
 func execLazy(ctx context.Context, db *pgxpool.Pool, sql string, args ...any) (pgconn.CommandTag, error) {
 	var tag pgconn.CommandTag
-	b := &pgx.Batch{}
-	// A batch is one implicit transaction, so a transaction-local setting
+	b := lazyCommitBatch()
+	// A batch is one implicit transaction, so the transaction-local setting
 	// holds until its commit.
-	b.Queue("SELECT set_config('synchronous_commit', 'off', true)")
 	b.Queue(sql, args...).Exec(func(ct pgconn.CommandTag) error {
 		tag = ct
 		return nil
 	})
 	err := db.SendBatch(ctx, b).Close()
 	return tag, err
+}
+
+// lazyCommitBatch returns a batch whose first statement makes the
+// transaction it runs in commit without waiting for the WAL flush
+// (synchronous_commit off until that transaction ends); the caller queues
+// the writes after it, sent in the same round trip.
+func lazyCommitBatch() *pgx.Batch {
+	b := &pgx.Batch{}
+	b.Queue("SELECT set_config('synchronous_commit', 'off', true)")
+	return b
 }
 
 // isUniqueViolation reports whether err is Postgres's unique_violation

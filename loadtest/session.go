@@ -387,7 +387,7 @@ func cutOff(ctx context.Context, conn *websocket.Conn, badErr error, b []byte) e
 	_, _, err := conn.Reader(pctx)
 	switch {
 	case ctx.Err() != nil:
-		return ctx.Err() // the fan was leaving: its socket was being closed
+		return ctx.Err() // the run ended meanwhile: its sockets are being closed
 	case err != nil && pctx.Err() == nil:
 		return fmt.Errorf("socket ended in the middle of a message: %w", err)
 	}
