@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -71,7 +72,14 @@ func newClient(c *Config) *client {
 	}
 	// WebSocket handshakes get their own transport: their connections are
 	// taken over by the socket and never return to a pool.
-	wsTr := &http.Transport{DialContext: wsDialer.DialContext, DisableKeepAlives: true, DisableCompression: true}
+	wsDial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := wsDialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return strictEOFConn{c}, nil
+	}
+	wsTr := &http.Transport{DialContext: wsDial, DisableKeepAlives: true, DisableCompression: true}
 	cl := &client{
 		event: c.Event,
 		staff: c.StaffToken,
@@ -89,6 +97,25 @@ func newClient(c *Config) *client {
 		cl.wsURLs = append(cl.wsURLs, ws+"/api/events/"+url.PathEscape(c.Event)+"/ws")
 	}
 	return cl
+}
+
+// strictEOFConn is a fan socket's connection, whose end is an error to
+// coder/websocket even in the middle of a message. The library (v1.8.15,
+// msgReader.Read) takes io.EOF from the connection, between two fragments
+// of a message or before a payload's first byte, for the message's end and
+// hands over the part that arrived as if whole — as when the server drops a
+// slow fan in the middle of a snapshot sent in parts — which a fan would
+// count as a bad frame from the server. On a WebSocket the end of a
+// message is the FIN bit, never the connection's end, so every io.EOF is
+// unexpected here; the library's own close still reports its errors.
+type strictEOFConn struct{ net.Conn }
+
+func (c strictEOFConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // server returns the index of f's server (0 for requests without a fan).
@@ -140,6 +167,7 @@ func errCode(ctx context.Context, err error) string {
 type fan struct {
 	cookie string // "seatmap_sid=..." or ""
 	srv    int
+	local  string // the fan side of its last socket, host:port (set by dial)
 }
 
 const sidCookie = "seatmap_sid"
@@ -400,6 +428,10 @@ func (c *client) dial(ctx context.Context, f *fan) (*websocket.Conn, error) {
 	if f.cookie != "" {
 		h.Set("Cookie", f.cookie)
 	}
+	// The socket's own address names it to ss(8) when a map stalls.
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		f.local = i.Conn.LocalAddr().String()
+	}})
 	conn, resp, err := websocket.Dial(ctx, c.wsURLs[c.server(f)], &websocket.DialOptions{
 		HTTPClient: c.wsc, HTTPHeader: h, CompressionMode: websocket.CompressionDisabled,
 	})

@@ -142,6 +142,9 @@ func (e *env) checkMaps(truth []uint8) mapCheck {
 		}
 		seq, at, frames := s.m.seq, s.m.at, s.m.frames
 		s.m.mu.Unlock()
+		s.connMu.Lock()
+		local := s.local
+		s.connMu.Unlock()
 		srv := e.cl.server(&s.f)
 		res.Checked[srv]++
 		if n == 0 {
@@ -157,8 +160,8 @@ func (e *env) checkMaps(truth []uint8) mapCheck {
 			if first < len(e.v.ids) {
 				name = e.v.ids[first]
 			}
-			res.Examples = append(res.Examples, fmt.Sprintf("a fan on %s: %d of %d seats differ, e.g. %s is %s, truth %s; its last frame seq %d, read %.1f s before the check, %d frames",
-				e.cl.bases[srv], n, len(truth), name, stateName(got), stateName(want), seq, time.Since(at).Seconds(), frames))
+			res.Examples = append(res.Examples, fmt.Sprintf("a fan on %s (socket %s): %d of %d seats differ, e.g. %s is %s, truth %s; its last frame seq %d, read %.1f s before the check, %d frames",
+				e.cl.bases[srv], local, n, len(truth), name, stateName(got), stateName(want), seq, time.Since(at).Seconds(), frames))
 		}
 	}
 	return res

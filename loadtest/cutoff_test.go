@@ -8,10 +8,9 @@ import (
 	"encoding/binary"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // rawWSServer accepts one WebSocket, writes frames (raw bytes: fin flag,
@@ -62,12 +61,14 @@ func wsFrame(fin bool, opcode byte, payload string) []byte {
 	return append(b, payload...)
 }
 
-// TestReadTellsCutOffFromBadFrame: a snapshot whose second fragment never
-// comes because the server hung up is a read error (ws_read), not a bad
-// frame, though coder/websocket hands over the first fragment as a whole
+// TestReadTellsCutOffFromBadFrame: a message whose rest never comes
+// because the server hung up is a read error (ws_read), not a bad frame,
+// though coder/websocket would hand over the part that arrived as a whole
 // message; an undecodable message on a socket that stays up is bad_frame.
+// The fan's socket is dialled as in a run (client.dial).
 func TestReadTellsCutOffFromBadFrame(t *testing.T) {
 	part := `{"type":"snapshot","seq":3,"seats":{"A-1":"held",`
+	rest := `"A-2":"sold"}}`
 	tests := []struct {
 		name   string
 		hangUp bool
@@ -76,17 +77,23 @@ func TestReadTellsCutOffFromBadFrame(t *testing.T) {
 	}{
 		{"first fragment, then the socket ends", true,
 			[][]byte{wsFrame(false, 0x1, part)}, "ws_read"},
+		{"a frame's header, then the socket ends before its payload", true,
+			[][]byte{wsFrame(false, 0x1, part), wsFrame(true, 0x0, rest)[:2]}, "ws_read"},
 		{"a whole message that is not a frame, socket up", false,
 			[][]byte{wsFrame(false, 0x1, part), wsFrame(true, 0x0, `"A-2":"sold"`)}, "bad_frame"},
+		{"a whole message, then the socket ends", true,
+			[][]byte{wsFrame(false, 0x1, part), wsFrame(true, 0x0, rest)}, "ws_read"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := mustCheckEnv(t, nil)
 			s := newSession(e, true, false)
 			url := rawWSServer(t, tt.hangUp, tt.frames...)
+			cl := newClient(&Config{URLs: []string{strings.Replace(url, "ws", "http", 1)}, Event: "e", HTTPConns: 1})
+			defer cl.close()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			conn, _, err := websocket.Dial(ctx, url, nil)
+			conn, err := cl.dial(ctx, &fan{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -208,6 +208,7 @@ type session struct {
 
 	connMu   sync.Mutex
 	conn     *websocket.Conn
+	local    string // conn's own address (fan.local when dialled)
 	stopping atomic.Bool
 
 	// reader-goroutine state
@@ -287,7 +288,7 @@ func (s *session) dial(ctx context.Context) (*websocket.Conn, error) {
 		conn, err = s.e.cl.dial(ctx, &s.f)
 		if err == nil {
 			s.connMu.Lock()
-			s.conn = conn
+			s.conn, s.local = conn, s.f.local
 			stopping := s.stopping.Load()
 			s.connMu.Unlock()
 			if stopping {
@@ -361,7 +362,9 @@ func (s *session) read(ctx context.Context, conn *websocket.Conn) error {
 		if err == nil && typ == websocket.MessageText {
 			err = s.handle(buf.Bytes())
 			if errors.Is(err, errBadFrame) && !s.stopping.Load() {
-				err = cutOff(ctx, conn, err, buf.Bytes())
+				badFrameOnce.Do(func() {
+					fmt.Fprintf(os.Stderr, "loadtest: a frame could not be decoded (%v), %d bytes: %.300q\n", err, buf.Len(), buf.Bytes())
+				})
 			}
 		}
 		if buf.Cap() <= 1<<20 {
@@ -372,33 +375,6 @@ func (s *session) read(ctx context.Context, conn *websocket.Conn) error {
 		}
 	}
 }
-
-// cutOff tells a message the socket's end cut short from a bad one.
-// coder/websocket (v1.8.15, msgReader.Read) ends a message as if complete
-// when the connection reaches EOF between two of its fragments — as when
-// the server drops a slow fan in the middle of a snapshot sent in two
-// parts — so an undecodable message may be just the part that arrived. If
-// the next read fails at once, the socket had ended: its error is returned
-// (a read error, not a bad frame). Otherwise badErr stands, and the first
-// of a process is printed as evidence (stderr; the counts go in errors).
-func cutOff(ctx context.Context, conn *websocket.Conn, badErr error, b []byte) error {
-	pctx, cancel := context.WithTimeout(ctx, cutOffProbe)
-	defer cancel()
-	_, _, err := conn.Reader(pctx)
-	switch {
-	case ctx.Err() != nil:
-		return ctx.Err() // the run ended meanwhile: its sockets are being closed
-	case err != nil && pctx.Err() == nil:
-		return fmt.Errorf("socket ended in the middle of a message: %w", err)
-	}
-	badFrameOnce.Do(func() {
-		fmt.Fprintf(os.Stderr, "loadtest: a frame could not be decoded (%v; next read: %v), %d bytes: %.300q\n", badErr, err, len(b), b)
-	})
-	return badErr
-}
-
-// cutOffProbe is how long cutOff waits for the socket to show it ended.
-const cutOffProbe = time.Second
 
 // handle applies one frame.
 func (s *session) handle(b []byte) error {
