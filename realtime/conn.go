@@ -36,6 +36,14 @@ type FanParams struct {
 	// Queue is the waiting room; nil means the fan is admitted (no queue and
 	// admitted messages, the snapshot comes at once).
 	Queue Queue
+	// Reset, if set, makes the socket's close discard what the kernel has
+	// not sent yet and reset the connection (SO_LINGER 0). ServeFan calls
+	// it before dropping a slow consumer whose socket does not drain: a
+	// plain close leaves that backlog, and the FIN behind it, to the
+	// kernel's retransmission back-off for minutes, holding its send
+	// buffer, while the client waits in the middle of a message; after a
+	// reset its next read fails and it reconnects to a fresh snapshot.
+	Reset func()
 }
 
 // CloseReason is why the server closed a socket: the WebSocket close code
@@ -148,7 +156,8 @@ func (c *conn) queueStatus() QueueStatus {
 //     close the socket with 1009; `{"type":"ping"}` is answered with `pong`;
 //     anything else gets an `error` message and the socket stays open.
 //   - Writing: every write has Options.WriteTimeout; an overflowing send
-//     queue or a missed deadline closes the socket as a slow consumer.
+//     queue or a missed deadline closes the socket as a slow consumer
+//     (reset, when p.Reset is set and a write is stuck).
 //   - A waiting-room error from Join is sent as an `error` message (its
 //     domain code and safe message), then the socket closes: 1013 for
 //     unavailable, 1011 for internal errors, else 1008 with the code as the
@@ -238,12 +247,12 @@ func (s *session) leave() {
 func (s *session) run(ctx context.Context, readDone chan error) error {
 	s.writeTimer = time.AfterFunc(time.Hour, func() {
 		s.timedOut.Store(true)
-		s.ws.CloseNow()
+		s.drop()
 	})
 	s.writeTimer.Stop()
 	s.stopKick = context.AfterFunc(s.c.kick, func() {
 		if s.writing.Load() {
-			s.ws.CloseNow() // stuck on a socket that does not drain
+			s.drop() // stuck on a socket that does not drain
 		}
 	})
 	if err := s.start(ctx); err != nil {
@@ -422,20 +431,30 @@ func (s *session) writeFrame(f frame) error {
 }
 
 // writeFailed ends the session after a failed write. A write aborted by a
-// queue overflow or a missed deadline is a slow consumer; coder/websocket
-// has dropped the socket already (the close frame could not get through a
-// socket that does not drain anyway).
+// queue overflow or a missed deadline is a slow consumer, dropped without a
+// close frame (it could not get through a socket that does not drain).
 func (s *session) writeFailed(err error) error {
-	s.ws.CloseNow()
 	switch {
 	case s.c.kick.Err() != nil:
+		s.drop()
 		s.h.opts.Hooks.slowConsumerClosed()
 		return CloseSlowConsumer
 	case s.timedOut.Load() || errors.Is(err, errWriteTimeout):
+		s.drop()
 		s.h.opts.Hooks.slowConsumerClosed()
 		return CloseWriteTimeout
 	}
+	s.ws.CloseNow()
 	return err
+}
+
+// drop closes a socket that does not drain, resetting it (FanParams.Reset)
+// so that neither the kernel nor the client waits on its backlog.
+func (s *session) drop() {
+	if s.p.Reset != nil {
+		s.p.Reset()
+	}
+	s.ws.CloseNow()
 }
 
 // readEnded ends the session after the reader stopped: the client closed,

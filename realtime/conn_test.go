@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -659,7 +660,9 @@ func TestServeFan_WithWaitingRoom(t *testing.T) {
 }
 
 // TestFanout_WriteDeadlineClosesStuckSocket: a socket that stops reading,
-// with a send queue too big to overflow, is closed by its write deadline.
+// with a send queue too big to overflow, is closed by its write deadline —
+// reset, so the client does not wait behind the backlog the server's
+// kernel still held (FanParams.Reset).
 func TestFanout_WriteDeadlineClosesStuckSocket(t *testing.T) {
 	t.Parallel()
 	e := mustSeatEnv(t, 2, 20, 50) // 2000 seats: a batch of all of them is ~100 KB
@@ -684,5 +687,14 @@ func TestFanout_WriteDeadlineClosesStuckSocket(t *testing.T) {
 	}
 	if errs := in.serveErrors(); len(errs) != 1 || !errors.Is(errs[0], CloseWriteTimeout) {
 		t.Errorf("ServeFan returned %v, want one write-timeout close", errs)
+	}
+	// The client now reads what reached it; then the connection must have
+	// been reset, not ended after the rest of the backlog.
+	var err error
+	for err == nil {
+		_, _, err = slow.Read(ctx)
+	}
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the stuck socket's reads ended with %v, want a connection reset", err)
 	}
 }

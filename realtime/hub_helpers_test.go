@@ -287,13 +287,23 @@ func (e *seatEnv) newInstanceBuffered(tb testing.TB, name string, opts Options, 
 		if err != nil {
 			return
 		}
-		err = in.hub.ServeFan(ctx, c, FanParams{EventID: e.eventID, FanID: r.URL.Query().Get("fan"), Queue: queue})
+		// As the web package does: a dropped slow consumer's connection is reset.
+		tc, _ := r.Context().Value(tcpConnKey{}).(*net.TCPConn)
+		reset := func() {
+			if tc != nil {
+				tc.SetLinger(0)
+			}
+		}
+		err = in.hub.ServeFan(ctx, c, FanParams{EventID: e.eventID, FanID: r.URL.Query().Get("fan"), Queue: queue, Reset: reset})
 		if err != nil {
 			in.mu.Lock()
 			in.errors = append(in.errors, err)
 			in.mu.Unlock()
 		}
 	}))
+	in.srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, tcpConnKey{}, c)
+	}
 	if sndbuf > 0 {
 		in.srv.Listener = sndbufListener{in.srv.Listener, sndbuf}
 	}
@@ -301,6 +311,10 @@ func (e *seatEnv) newInstanceBuffered(tb testing.TB, name string, opts Options, 
 	tb.Cleanup(in.close)
 	return in
 }
+
+// tcpConnKey is the request context key of an instance's accepted
+// connection.
+type tcpConnKey struct{}
 
 // sndbufListener sets the send buffer of every connection it accepts.
 type sndbufListener struct {

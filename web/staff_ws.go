@@ -137,7 +137,7 @@ func (a *app) serveStaffSocket(w http.ResponseWriter, r *http.Request, next func
 		a.Sockets.Add(1)
 		defer a.Sockets.Done()
 	}
-	ws, err := a.acceptWS(w, r)
+	ws, _, err := a.acceptWS(w, r)
 	if err != nil {
 		return // Accept has answered (403 for a bad origin).
 	}

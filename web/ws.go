@@ -18,11 +18,23 @@ import (
 // acceptWS upgrades r to a WebSocket after the origin check: the server's
 // own origin always passes, ALLOWED_ORIGINS patterns too, anything else gets
 // 403 (coder/websocket verifies; verification is never skipped).
-func (a *app) acceptWS(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
-	return websocket.Accept(smallReadBuffer{w}, r, &websocket.AcceptOptions{
+// The returned reset makes the socket's close reset its connection
+// (realtime.FanParams.Reset).
+func (a *app) acceptWS(w http.ResponseWriter, r *http.Request) (ws *websocket.Conn, reset func(), err error) {
+	h := &smallReadBuffer{ResponseWriter: w}
+	ws, err = websocket.Accept(h, r, &websocket.AcceptOptions{
 		OriginPatterns:  a.AllowedOrigins,
 		CompressionMode: websocket.CompressionDisabled,
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	tc := h.tc // not h: that would keep the ResponseWriter, and with it the request's state
+	return ws, func() {
+		if tc != nil {
+			_ = tc.SetLinger(0) // best effort: a plain close still closes
+		}
+	}, nil
 }
 
 // wsReadBuffer is the read buffer of a hijacked WebSocket connection.
@@ -47,15 +59,20 @@ const wsSendBuffer = 64 << 10
 // connected, memory per socket is what bounds a process (issue 7: 40 KB
 // per connection). net/http's own buffer is freed once the handler has
 // returned (serveFanSocket).
-type smallReadBuffer struct{ http.ResponseWriter }
+// It keeps the hijacked TCP connection (tc) for acceptWS's reset.
+type smallReadBuffer struct {
+	http.ResponseWriter
+	tc *net.TCPConn
+}
 
 // Hijack implements http.Hijacker.
-func (s smallReadBuffer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (s *smallReadBuffer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
+		s.tc = tc
 		_ = tc.SetWriteBuffer(wsSendBuffer) // best effort: the socket works without
 	}
 	// coder/websocket keeps what the reader has buffered and reads the
@@ -104,7 +121,7 @@ func (a *app) serveFanSocket(w http.ResponseWriter, r *http.Request, enc realtim
 			a.Sockets.Done()
 		}
 	}
-	ws, err := a.acceptWS(w, r)
+	ws, reset, err := a.acceptWS(w, r)
 	if err != nil {
 		done()
 		return // Accept has written the error response (403 for a bad origin).
@@ -119,7 +136,7 @@ func (a *app) serveFanSocket(w http.ResponseWriter, r *http.Request, enc realtim
 		defer done()
 		ctx, cancel := a.serverContext()
 		defer cancel()
-		err := a.Hub.ServeFan(ctx, ws, realtime.FanParams{EventID: eventID, FanID: fan, Encoder: enc, Queue: a.Queue})
+		err := a.Hub.ServeFan(ctx, ws, realtime.FanParams{EventID: eventID, FanID: fan, Encoder: enc, Queue: a.Queue, Reset: reset})
 		var cr *realtime.CloseReason
 		if errors.As(err, &cr) && cr.Code != websocket.StatusGoingAway {
 			a.log.Info("socket closed by server", "event", eventID, "code", int(cr.Code), "reason", cr.Reason)

@@ -15,7 +15,7 @@ func TestFanSocketSendBufferIsCapped(t *testing.T) {
 	t.Parallel()
 	got := make(chan int, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, _, err := smallReadBuffer{w}.Hijack()
+		c, _, err := (&smallReadBuffer{ResponseWriter: w}).Hijack()
 		if err != nil {
 			t.Error(err)
 			got <- -1
