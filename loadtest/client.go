@@ -167,7 +167,6 @@ func errCode(ctx context.Context, err error) string {
 type fan struct {
 	cookie string // "seatmap_sid=..." or ""
 	srv    int
-	local  string // the fan side of its last socket, host:port (set by dial)
 }
 
 const sidCookie = "seatmap_sid"
@@ -419,18 +418,18 @@ func (c *client) createEvent(ctx context.Context, cfg *Config) error {
 	return c.do(ctx, nil, http.MethodPost, "/api/staff/events", body, nil, "Authorization", "Bearer "+c.staff)
 }
 
-// dial opens the fan's socket. The read limit fits a snapshot of a large
-// venue.
-func (c *client) dial(ctx context.Context, f *fan) (*websocket.Conn, error) {
+// dial opens the fan's socket and returns it with its own address
+// (host:port), which names it to ss(8) when a map stalls. The read limit
+// fits a snapshot of a large venue.
+func (c *client) dial(ctx context.Context, f *fan) (conn *websocket.Conn, local string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	h := http.Header{}
 	if f.cookie != "" {
 		h.Set("Cookie", f.cookie)
 	}
-	// The socket's own address names it to ss(8) when a map stalls.
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
-		f.local = i.Conn.LocalAddr().String()
+		local = i.Conn.LocalAddr().String()
 	}})
 	conn, resp, err := websocket.Dial(ctx, c.wsURLs[c.server(f)], &websocket.DialOptions{
 		HTTPClient: c.wsc, HTTPHeader: h, CompressionMode: websocket.CompressionDisabled,
@@ -443,8 +442,8 @@ func (c *client) dial(ctx context.Context, f *fan) (*websocket.Conn, error) {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			code = "ws_dial_" + strconv.Itoa(resp.StatusCode)
 		}
-		return nil, &apiError{Code: code, Message: err.Error()}
+		return nil, "", &apiError{Code: code, Message: err.Error()}
 	}
 	conn.SetReadLimit(64 << 20)
-	return conn, nil
+	return conn, local, nil
 }

@@ -93,7 +93,7 @@ func TestReadTellsCutOffFromBadFrame(t *testing.T) {
 			defer cl.close()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			conn, err := cl.dial(ctx, &fan{})
+			conn, _, err := cl.dial(ctx, &fan{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -208,7 +208,7 @@ type session struct {
 
 	connMu   sync.Mutex
 	conn     *websocket.Conn
-	local    string // conn's own address (fan.local when dialled)
+	local    string // conn's own address, host:port
 	stopping atomic.Bool
 
 	// reader-goroutine state
@@ -284,11 +284,14 @@ func (s *session) run(ctx context.Context) error {
 func (s *session) dial(ctx context.Context) (*websocket.Conn, error) {
 	var err error
 	for try := 0; try < maxDialTries; try++ {
-		var conn *websocket.Conn
-		conn, err = s.e.cl.dial(ctx, &s.f)
+		var (
+			conn  *websocket.Conn
+			local string
+		)
+		conn, local, err = s.e.cl.dial(ctx, &s.f)
 		if err == nil {
 			s.connMu.Lock()
-			s.conn, s.local = conn, s.f.local
+			s.conn, s.local = conn, local
 			stopping := s.stopping.Load()
 			s.connMu.Unlock()
 			if stopping {
