@@ -7,15 +7,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 )
@@ -147,9 +150,104 @@ func (c *cluster) newServer(name string) *server {
 	}
 	env = append(env, c.cfg.env...)
 	s := &server{t: c.t, name: name, addr: fmt.Sprintf("127.0.0.1:%d", freePort()), env: env,
-		log: filepath.Join(c.dir, "server-"+name+".log"), dir: c.dir}
+		log: filepath.Join(c.dir, "server-"+name+".log"), dir: c.dir, diagnose: c.diagnose}
 	c.servers = append(c.servers, s)
 	return s
+}
+
+// diagnose describes the path from a server to Postgres and Redis, for a
+// server that could not start: each proxy's own health and accept queue,
+// and Postgres seen directly — its accept queue, how long a new connection
+// takes and what its client backends are doing. A full accept queue or a
+// slow direct connection means Postgres (or the machine) is stuck, dial
+// errors or a full proxy queue mean the proxy is.
+func (c *cluster) diagnose() string {
+	var b strings.Builder
+	for _, p := range []*Proxy{c.pgProxy, c.redisProxy} {
+		fmt.Fprintf(&b, "\n    %s; accept queue %s", p.Health(), acceptQueue(p.Addr()))
+	}
+	fmt.Fprintf(&b, "\n    postgres %s: accept queue %s; %s", c.pg.addr(), acceptQueue(c.pg.addr()), c.pgActivity())
+	return b.String()
+}
+
+// pgActivity connects to Postgres directly (not through the proxy) and
+// summarises its client backends by state and wait event.
+func (c *cluster) pgActivity() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	conn, err := pgx.Connect(ctx, c.pg.url("seatmap"))
+	if err != nil {
+		return fmt.Sprintf("direct connect failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	defer conn.Close(context.Background())
+	took := time.Since(start)
+	rows, err := conn.Query(ctx, `SELECT coalesce(state, '-'), coalesce(wait_event_type || ':' || wait_event, '-'), count(*),
+			coalesce(extract(epoch FROM max(now() - xact_start)), 0)
+		FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+		GROUP BY 1, 2 ORDER BY 3 DESC`)
+	if err != nil {
+		return fmt.Sprintf("direct connect took %v; pg_stat_activity: %v", took.Round(time.Millisecond), err)
+	}
+	var groups []string
+	for rows.Next() {
+		var (
+			state, wait string
+			n           int
+			oldest      float64
+		)
+		if err := rows.Scan(&state, &wait, &n, &oldest); err != nil {
+			return fmt.Sprintf("direct connect took %v; pg_stat_activity: %v", took.Round(time.Millisecond), err)
+		}
+		groups = append(groups, fmt.Sprintf("%d %s/%s (oldest transaction %.1f s)", n, state, wait, oldest))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Sprintf("direct connect took %v; pg_stat_activity: %v", took.Round(time.Millisecond), err)
+	}
+	if len(groups) == 0 {
+		groups = append(groups, "none")
+	}
+	return fmt.Sprintf("direct connect took %v; client backends: %s", took.Round(time.Millisecond), strings.Join(groups, ", "))
+}
+
+// acceptQueue returns how many connections wait in the accept queue of the
+// TCP listener on addr ("127.0.0.1:port"), read from /proc/net/tcp:
+// handshakes the kernel completed that the program has not accepted yet.
+// A queue that stays long means the program stopped accepting; when it is
+// full, a client whose handshake got through waits for an answer that
+// never comes ("failed to receive message: timeout").
+func acceptQueue(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "?"
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "?"
+	}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return "?"
+	}
+	want := fmt.Sprintf(":%04X", p)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		// sl local rem st tx_queue:rx_queue ...; for a listener (state
+		// 0A) rx_queue is the accept queue.
+		if len(f) < 5 || f[3] != "0A" || !strings.HasSuffix(f[1], want) {
+			continue
+		}
+		_, rx, ok := strings.Cut(f[4], ":")
+		if !ok {
+			return "?"
+		}
+		q, err := strconv.ParseInt(rx, 16, 64)
+		if err != nil {
+			return "?"
+		}
+		return strconv.FormatInt(q, 10)
+	}
+	return "(no listener)"
 }
 
 // fault records an injected fault (and logs it).

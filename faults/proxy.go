@@ -2,6 +2,7 @@ package faults
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,16 @@ type Proxy struct {
 
 	accepted atomic.Int64
 	resets   atomic.Int64
+
+	// What went wrong on the proxy's own side, for a failed scenario's
+	// report (Health): accept and upstream dial failures, and the slowest
+	// upstream dial.
+	healthMu    sync.Mutex
+	acceptErrs  int64
+	lastAccept  error
+	dialErrs    int64
+	lastDial    error
+	slowestDial time.Duration
 }
 
 // link is one proxied connection: the client's side and the target's.
@@ -152,6 +163,49 @@ func (p *Proxy) Open() int {
 // Stats returns how many connections were accepted and reset so far.
 func (p *Proxy) Stats() (accepted, reset int64) { return p.accepted.Load(), p.resets.Load() }
 
+// Health describes the proxy's own side in one line: connections accepted,
+// open now and, of those, not yet connected upstream; whether a blackhole
+// is on; accept and upstream dial failures (with the last error); and the
+// slowest upstream dial. A scenario logs it when a server cannot connect
+// through the proxy, to tell a stuck proxy from a stuck target.
+func (p *Proxy) Health() string {
+	p.mu.Lock()
+	open, waiting, blackhole := len(p.links), 0, p.healed != nil
+	for l := range p.links {
+		l.mu.Lock()
+		if l.server == nil {
+			waiting++
+		}
+		l.mu.Unlock()
+	}
+	p.mu.Unlock()
+	p.healthMu.Lock()
+	defer p.healthMu.Unlock()
+	s := fmt.Sprintf("proxy %s → %s: %d accepted, %d open (%d not connected upstream), %d accept errors, %d dial errors, slowest dial %v",
+		p.Addr(), p.target, p.accepted.Load(), open, waiting, p.acceptErrs, p.dialErrs, p.slowestDial.Round(time.Millisecond))
+	if blackhole {
+		s += ", blackhole on"
+	}
+	if p.lastAccept != nil {
+		s += fmt.Sprintf("; last accept error: %v", p.lastAccept)
+	}
+	if p.lastDial != nil {
+		s += fmt.Sprintf("; last dial error: %v", p.lastDial)
+	}
+	return s
+}
+
+// noteDial records one upstream dial: how long it took and how it failed.
+func (p *Proxy) noteDial(took time.Duration, err error) {
+	p.healthMu.Lock()
+	defer p.healthMu.Unlock()
+	p.slowestDial = max(p.slowestDial, took)
+	if err != nil {
+		p.dialErrs++
+		p.lastDial = err
+	}
+}
+
 // Close stops accepting, drops every connection and waits for the proxy's
 // goroutines.
 func (p *Proxy) Close() error {
@@ -184,6 +238,10 @@ func (p *Proxy) accept() {
 				return
 			}
 			// Out of file descriptors or similar: back off briefly.
+			p.healthMu.Lock()
+			p.acceptErrs++
+			p.lastAccept = err
+			p.healthMu.Unlock()
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
@@ -219,7 +277,9 @@ func (p *Proxy) serve(l *link) {
 			return
 		}
 	}
+	start := time.Now()
 	server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	p.noteDial(time.Since(start), err)
 	if err != nil || !l.attach(server) {
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -83,6 +84,19 @@ func TestProxyFaults(t *testing.T) {
 		if _, err := roundTrip(c, rd, 300*time.Millisecond); err == nil {
 			t.Fatal("data got through a blackhole")
 		}
+		// A connection made now waits for the heal, and Health says so.
+		c3, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c3.Close()
+		want := "2 open (1 not connected upstream)"
+		for deadline := time.Now().Add(2 * time.Second); !strings.Contains(p.Health(), want) && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if h := p.Health(); !strings.Contains(h, want) || !strings.Contains(h, "blackhole on") {
+			t.Fatalf("health during a blackhole: %s; want %q and the blackhole", h, want)
+		}
 		p.Blackhole(false)
 		// The held "ping" arrives now, in order.
 		c.SetDeadline(time.Now().Add(2 * time.Second))
@@ -91,6 +105,13 @@ func TestProxyFaults(t *testing.T) {
 		}
 		if _, err := roundTrip(c, rd, time.Second); err != nil {
 			t.Fatal(err)
+		}
+		if h := p.Health(); strings.Contains(h, "blackhole on") {
+			t.Fatalf("health after healing: %s", h)
+		}
+		c3.Close()
+		for deadline := time.Now().Add(2 * time.Second); p.Open() > 1 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
 		}
 	})
 	t.Run("reset drops every connection", func(t *testing.T) {
@@ -109,4 +130,43 @@ func TestProxyFaults(t *testing.T) {
 			t.Fatalf("new connection after reset: %v", err)
 		}
 	})
+}
+
+// TestProxyHealthReportsDialFailures: a target that refuses is not a stuck
+// proxy; Health says so, with the upstream error.
+func TestProxyHealthReportsDialFailures(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	p, err := NewProxy("127.0.0.1:0", closed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if h := p.Health(); !strings.Contains(h, "0 accepted") || !strings.Contains(h, "0 dial errors") {
+		t.Fatalf("fresh proxy: %s", h)
+	}
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read through a proxy whose target refuses succeeded")
+	}
+	// The link is forgotten just after its ends are closed.
+	for deadline := time.Now().Add(2 * time.Second); p.Open() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	h := p.Health()
+	for _, want := range []string{"1 accepted", "0 open (0 not connected upstream)", "1 dial errors", "last dial error: dial tcp " + closed} {
+		if !strings.Contains(h, want) {
+			t.Errorf("health %q lacks %q", h, want)
+		}
+	}
 }

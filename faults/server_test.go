@@ -27,6 +27,9 @@ type server struct {
 	env  []string
 	log  string // stderr of every run, appended
 	dir  string
+	// diagnose, if set, describes the path to the services when a start
+	// fails (cluster.diagnose).
+	diagnose func() string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -95,20 +98,33 @@ func (s *server) start() error {
 	}
 }
 
+// restartPatience is how long restart keeps trying, as a supervisor
+// (systemd's Restart=always, RestartSec=1) would.
+const restartPatience = time.Minute
+
 // restart starts the server again after a crash, as a supervisor would:
-// up to five attempts, a second apart (a server whose start-up — migrate,
-// connect, all within 5 s — fails on a loaded machine exits at once). It
-// returns how many attempts failed.
+// attempts a second apart for up to restartPatience (a server whose
+// start-up — migrate, connect, all within 5 s — fails on a loaded machine
+// exits at once). Each failed attempt is logged with the server's
+// diagnosis of the path to its services, if it has one. It returns how
+// many attempts failed.
 func (s *server) restart() (failed int, err error) {
-	for attempt := 0; attempt < 5; attempt++ {
+	deadline := time.Now().Add(restartPatience)
+	for {
 		if err = s.start(); err == nil {
 			return failed, nil
 		}
 		failed++
-		s.t.Logf("server %s did not start (attempt %d): %v", s.name, attempt+1, lastLine(err.Error()))
+		why := lastLine(err.Error())
+		if s.diagnose != nil {
+			why += s.diagnose()
+		}
+		s.t.Logf("server %s did not start (attempt %d): %s", s.name, failed, why)
+		if time.Now().After(deadline) {
+			return failed, err
+		}
 		time.Sleep(time.Second)
 	}
-	return failed, err
 }
 
 func lastLine(s string) string {
