@@ -91,9 +91,7 @@ func TestProxyFaults(t *testing.T) {
 		}
 		defer c3.Close()
 		want := "2 open (1 not connected upstream)"
-		for deadline := time.Now().Add(2 * time.Second); !strings.Contains(p.Health(), want) && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitUntil(2*time.Second, func() bool { return strings.Contains(p.Health(), want) })
 		if h := p.Health(); !strings.Contains(h, want) || !strings.Contains(h, "blackhole on") {
 			t.Fatalf("health during a blackhole: %s; want %q and the blackhole", h, want)
 		}
@@ -110,9 +108,7 @@ func TestProxyFaults(t *testing.T) {
 			t.Fatalf("health after healing: %s", h)
 		}
 		c3.Close()
-		for deadline := time.Now().Add(2 * time.Second); p.Open() > 1 && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitUntil(2*time.Second, func() bool { return p.Open() == 1 })
 	})
 	t.Run("reset drops every connection", func(t *testing.T) {
 		if n := p.Reset(); n != 1 {
@@ -160,13 +156,19 @@ func TestProxyHealthReportsDialFailures(t *testing.T) {
 		t.Fatal("read through a proxy whose target refuses succeeded")
 	}
 	// The link is forgotten just after its ends are closed.
-	for deadline := time.Now().Add(2 * time.Second); p.Open() > 0 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(2*time.Second, func() bool { return p.Open() == 0 })
 	h := p.Health()
 	for _, want := range []string{"1 accepted", "0 open (0 not connected upstream)", "1 dial errors", "last dial error: dial tcp " + closed} {
 		if !strings.Contains(h, want) {
 			t.Errorf("health %q lacks %q", h, want)
 		}
+	}
+}
+
+// waitUntil polls cond every 10 ms until it holds or d has passed; the
+// caller then checks what it needs.
+func waitUntil(d time.Duration, cond func() bool) {
+	for deadline := time.Now().Add(d); !cond() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 }
