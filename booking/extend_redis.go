@@ -99,7 +99,7 @@ func (s *Service) ExtendHolds(ctx context.Context, eventID, fanID string, by tim
 	}
 	record := ev.StartsAt.Sub(s.now())
 	keys := []string{fanHoldsKey(eventID, fanID), extendedKey(eventID, fanID)}
-	v, err := extendScript.Run(ctx, s.rdb, keys, fanID, msArg(by), holdPrefix(eventID), coolPrefix(eventID, fanID),
+	v, err := extendScript.Run(ctx, s.scripts, keys, fanID, msArg(by), holdPrefix(eventID), coolPrefix(eventID, fanID),
 		msArg(s.cfg.HoldCooldown), msArg(record)).Slice()
 	if err != nil {
 		return HoldSet{}, unavailable("redis: extend holds", err)

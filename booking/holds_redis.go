@@ -274,7 +274,7 @@ func (s *Service) holdRedis(ctx context.Context, eventID, fanID string, seats []
 		args = append(args, seat, versions[i])
 	}
 	keys := withAdmission([]string{fanHoldsKey(eventID, fanID), fanBoughtKey(eventID, fanID), soldKey(eventID)}, adm, eventID, fanID)
-	v, err := holdScript.Run(ctx, s.rdb, keys, args...).Slice()
+	v, err := holdScript.Run(ctx, s.scripts, keys, args...).Slice()
 	if err != nil {
 		return holdResult{}, unavailable("redis: hold seats", err)
 	}
@@ -304,7 +304,7 @@ func (s *Service) holdRedis(ctx context.Context, eventID, fanID string, seats []
 }
 
 func (s *Service) holdsRedis(ctx context.Context, eventID, fanID string) (map[string]time.Duration, error) {
-	v, err := holdsScript.Run(ctx, s.rdb, []string{fanHoldsKey(eventID, fanID)}, fanID, holdPrefix(eventID)).Slice()
+	v, err := holdsScript.Run(ctx, s.scripts, []string{fanHoldsKey(eventID, fanID)}, fanID, holdPrefix(eventID)).Slice()
 	if err != nil {
 		return nil, unavailable("redis: list holds", err)
 	}
@@ -313,7 +313,7 @@ func (s *Service) holdsRedis(ctx context.Context, eventID, fanID string) (map[st
 
 func (s *Service) releaseRedis(ctx context.Context, eventID, fanID, seat string) (bool, error) {
 	keys := []string{holdKey(eventID, seat), fanHoldsKey(eventID, fanID), coolKey(eventID, fanID, seat)}
-	n, err := releaseScript.Run(ctx, s.rdb, keys, fanID, seat).Int()
+	n, err := releaseScript.Run(ctx, s.scripts, keys, fanID, seat).Int()
 	if err != nil {
 		return false, unavailable("redis: release hold", err)
 	}
@@ -330,7 +330,7 @@ type claimResult struct {
 
 // claimHolds verifies and extends fanID's holds for checkout.
 func (s *Service) claimHolds(ctx context.Context, eventID, fanID string, adm Admission) (claimResult, error) {
-	v, err := claimScript.Run(ctx, s.rdb, withAdmission([]string{fanHoldsKey(eventID, fanID)}, adm, eventID, fanID),
+	v, err := claimScript.Run(ctx, s.scripts, withAdmission([]string{fanHoldsKey(eventID, fanID)}, adm, eventID, fanID),
 		fanID, msArg(s.cfg.MinHoldLeft), msArg(s.cfg.PaymentWindow), holdPrefix(eventID), coolPrefix(eventID, fanID),
 		msArg(s.cfg.HoldCooldown), s.now().UnixMilli()).Slice()
 	if err != nil {
@@ -369,7 +369,7 @@ func (s *Service) markSoldRedis(ctx context.Context, eventID, fanID string, seat
 		args = append(args, seat)
 	}
 	keys := []string{soldKey(eventID), fanBoughtKey(eventID, fanID), fanHoldsKey(eventID, fanID)}
-	if err := soldScript.Run(ctx, s.rdb, keys, args...).Err(); err != nil {
+	if err := soldScript.Run(ctx, s.scripts, keys, args...).Err(); err != nil {
 		return unavailable("redis: mark seats sold", err)
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"seatmap/booking"
 )
 
@@ -214,4 +216,62 @@ func TestHoldCooldownAfterExpiry(t *testing.T) {
 			t.Fatalf("cool-down key TTL %v", ttl)
 		}
 	})
+}
+
+// pipelineDepth is a go-redis hook that records the most EVALSHA commands
+// seen in one pipeline.
+type pipelineDepth struct {
+	mu  sync.Mutex
+	max int
+}
+
+func (h *pipelineDepth) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *pipelineDepth) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *pipelineDepth) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		n := 0
+		for _, c := range cmds {
+			if c.Name() == "evalsha" {
+				n++
+			}
+		}
+		h.mu.Lock()
+		h.max = max(h.max, n)
+		h.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+// The scripts of concurrent holds and releases share pipelines (one write
+// and one read for many requests) instead of a round trip each.
+func TestConcurrentHoldsShareRedisRoundTrips(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, booking.Config{}, 1, 8, 8, 1000)
+	depth := &pipelineDepth{}
+	e.rdb.AddHook(depth)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 64 {
+		fan, seat := fmt.Sprintf("fan%d", i), fmt.Sprintf("A-%d-%d", i/8+1, i%8+1)
+		wg.Go(func() {
+			<-start
+			for range 20 {
+				if _, err := e.svc.Hold(ctx, e.ev, fan, []string{seat}, nil); err != nil {
+					t.Errorf("hold %s: %v", seat, err)
+					return
+				}
+				if err := e.svc.Release(ctx, e.ev, fan, seat); err != nil {
+					t.Errorf("release %s: %v", seat, err)
+					return
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if depth.max < 2 {
+		t.Fatalf("at most %d script(s) per Redis pipeline among 64 concurrent fans; want them batched", depth.max)
+	}
+	t.Logf("deepest pipeline: %d scripts", depth.max)
 }

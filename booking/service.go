@@ -78,8 +78,15 @@ func (c Config) withDefaults() Config {
 // Service is the booking domain over Postgres (source of truth) and Redis
 // (holds, fairness, fan-out). It is safe for concurrent use.
 type Service struct {
-	db       *pgxpool.Pool
-	rdb      redis.UniversalClient
+	db  *pgxpool.Pool
+	rdb redis.UniversalClient
+	// scripts runs the Lua scripts of holds, releases and checkouts. With a
+	// *redis.Client it is the client's autopipeliner: scripts run by
+	// concurrent requests share a pipeline (one write and one read for a
+	// batch instead of one each per request), which under a drop's
+	// concurrency is most of what a hold costs this process. See
+	// scripterFor.
+	scripts  redis.Scripter
 	payments Payments
 	cfg      Config
 	log      *slog.Logger
@@ -153,8 +160,29 @@ func NewService(db *pgxpool.Pool, rdb redis.UniversalClient, payments Payments, 
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{db: db, rdb: rdb, payments: payments, cfg: cfg.withDefaults(), log: log, now: now,
+	return &Service{db: db, rdb: rdb, scripts: scripterFor(rdb), payments: payments, cfg: cfg.withDefaults(), log: log, now: now,
 		relayWake: make(chan struct{}, 1), relayPoll: relayPoll}
+}
+
+// scripterFor returns rdb's autopipeliner when it has one (a *redis.Client
+// or *redis.ClusterClient), else rdb. The autopipeliner belongs to the
+// client: closing the client stops it.
+//
+// What changes for a script run through it: it is queued with the scripts
+// of other goroutines and the batch runs on the autopipeliner's own
+// connection, so the caller's context no longer cancels it once queued (the
+// client's read and write timeouts still bound it). A batch cut off by a
+// dropped connection is retried whole, just as the plain client retries a
+// single command, so nothing about retries changes.
+func scripterFor(rdb redis.UniversalClient) redis.Scripter {
+	if c, ok := rdb.(interface {
+		AutoPipeline() (*redis.AutoPipeliner, error)
+	}); ok {
+		if ap, err := c.AutoPipeline(); err == nil {
+			return ap
+		}
+	}
+	return rdb
 }
 
 // Config returns the effective configuration (defaults applied).

@@ -38,7 +38,7 @@ func (s *Service) ForceRelease(ctx context.Context, eventID, seat string) (fan s
 	if _, ok := cat.Seats[seat]; !ok {
 		return "", Errorf(ECodeNotFound, "%s is not a seat of this event", seat)
 	}
-	fan, err = forceReleaseScript.Run(ctx, s.rdb, []string{holdKey(eventID, seat)}, fanHoldsKey(eventID, ""), seat).Text()
+	fan, err = forceReleaseScript.Run(ctx, s.scripts, []string{holdKey(eventID, seat)}, fanHoldsKey(eventID, ""), seat).Text()
 	if errors.Is(err, redis.Nil) {
 		return "", Errorf(ECodeNotFound, "seat %s is not held", seat)
 	}
