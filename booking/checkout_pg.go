@@ -154,6 +154,14 @@ func (s *Service) failCheckout(ctx context.Context, ck *checkoutRow, result *Err
 	return tag.RowsAffected() == 1, nil
 }
 
+// sellSeatsSQL sells the seats $3 of event $1 to order $2, each only at the
+// version $4 its hold carried and only if still available: the sale's
+// optimistic lock, whose rows affected must equal the seats. Its plan needs
+// current statistics of the event's seats (see analyzeSeats).
+const sellSeatsSQL = `UPDATE seats s SET status = 'sold', version = s.version + 1, order_id = $2
+	FROM unnest($3::text[], $4::int[]) AS v(id, version)
+	WHERE s.event_id = $1 AND s.id = v.id AND s.version = v.version AND s.status = 'available'`
+
 // commitSale is the sale's one transaction, for a checkout whose card was
 // authorized (ck.PaymentID): move the checkout from its state (authorizing
 // for a live request, authorized for the recovery worker) to committed
@@ -220,10 +228,7 @@ func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog)
 			sale.Queue(`INSERT INTO orders (event_id, id, session_id, email, status, total_cents, checkout_key, created_at)
 				VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7)`,
 				ck.EventID, o.ID, ck.FanID, ck.Email, ck.Total, ck.Key, o.CreatedAt)
-			sale.Queue(`UPDATE seats s SET status = 'sold', version = s.version + 1, order_id = $2
-				FROM unnest($3::text[], $4::int[]) AS v(id, version)
-				WHERE s.event_id = $1 AND s.id = v.id AND s.version = v.version AND s.status = 'available'`,
-				ck.EventID, o.ID, seats, versions)
+			sale.Queue(sellSeatsSQL, ck.EventID, o.ID, seats, versions)
 			sale.Queue(`INSERT INTO order_items (event_id, order_id, seat_id, price_cents)
 				SELECT s.event_id, $2, s.id, sec.price_cents
 				FROM seats s JOIN sections sec ON sec.event_id = s.event_id AND sec.id = s.section_id

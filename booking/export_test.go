@@ -26,3 +26,6 @@ func CatalogReads(s *Service) int64 { return s.catalogReads.Load() }
 // ExecLazy is execLazy: one statement committed without waiting for the
 // WAL flush.
 var ExecLazy = execLazy
+
+// SellSeatsSQL is the sale's version-checked UPDATE.
+const SellSeatsSQL = sellSeatsSQL

@@ -1,0 +1,101 @@
+package booking_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"seatmap/booking"
+	"seatmap/internal/testenv"
+)
+
+// A sale of an event created after the seats table was last analyzed reads
+// only the seats it sells, not every seat of the event: CreateEvent leaves
+// the planner statistics that know the new event.
+func TestSaleOfNewEventReadsOnlyItsSeats(t *testing.T) {
+	u := mustFreshDB(t, "t_sale_plan")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := booking.Migrate(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	db, err := pgxpool.New(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	svc := booking.NewService(db, testenv.Redis(t), nil, booking.Config{}, nil, nil)
+	create := func(id string) {
+		t.Helper()
+		_, err := svc.CreateEvent(ctx, booking.NewEvent{ID: id, Name: id, Venue: "Hall",
+			StartsAt: time.Now().Add(24 * time.Hour), OnSaleAt: time.Now().Add(-time.Hour),
+			Sections: []booking.NewSection{{Name: "A", PriceCents: 1000, Rows: 40, SeatsPerRow: 50}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Statistics that know only the first event, as a venue's past events.
+	create("past")
+	if _, err := db.Exec(ctx, "ANALYZE seats"); err != nil {
+		t.Fatal(err)
+	}
+	create("drop")
+
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	const order = "00000000-0000-4000-8000-000000000001"
+	if _, err := tx.Exec(ctx, `INSERT INTO orders (event_id, id, session_id, email, status, total_cents, checkout_key)
+		VALUES ('drop', $1, 'fan', 'fan@example.com', 'confirmed', 2000, 'k')`, order); err != nil {
+		t.Fatal(err)
+	}
+	var plan []struct{ Plan planNode }
+	if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+booking.SellSeatsSQL,
+		"drop", order, []string{"A-1-1", "A-1-2"}, []int32{0, 0}).Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	if n := countSold(t, tx, "drop"); n != 2 {
+		t.Fatalf("sold %d seats, want 2", n)
+	}
+	if read := plan[0].Plan.seatsRead(); read > 10 {
+		out, _ := json.MarshalIndent(plan, "", " ")
+		t.Fatalf("selling 2 seats read %v rows of seats (the event has 2,000); plan:\n%s", read, out)
+	}
+}
+
+// planNode is a node of EXPLAIN (ANALYZE, FORMAT JSON).
+type planNode struct {
+	NodeType        string     `json:"Node Type"`
+	Relation        string     `json:"Relation Name"`
+	ActualRows      float64    `json:"Actual Rows"`
+	ActualLoops     float64    `json:"Actual Loops"`
+	RemovedByFilter float64    `json:"Rows Removed by Filter"`
+	Plans           []planNode `json:"Plans"`
+}
+
+// seatsRead is how many rows of seats the plan's scans looked at.
+func (n planNode) seatsRead() float64 {
+	total := 0.0
+	if n.Relation == "seats" && n.NodeType != "ModifyTable" {
+		total += (n.ActualRows + n.RemovedByFilter) * n.ActualLoops
+	}
+	for _, c := range n.Plans {
+		total += c.seatsRead()
+	}
+	return total
+}
+
+func countSold(t *testing.T, tx pgx.Tx, event string) int {
+	t.Helper()
+	var n int
+	if err := tx.QueryRow(context.Background(), `SELECT count(*) FROM seats WHERE event_id = $1 AND status = 'sold'`, event).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
