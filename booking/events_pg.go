@@ -59,24 +59,8 @@ func (s *Service) CreateEvent(ctx context.Context, ne NewEvent) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	s.analyzeSeats(ctx, ne.ID)
 	return Event{ID: ne.ID, Name: ne.Name, Venue: ne.Venue, StartsAt: ne.StartsAt.UTC(), OnSaleAt: ne.OnSaleAt.UTC(),
 		ShuffleSeedSHA256: hash, SeatsTotal: total, SeatsAvailable: total, Sections: sections}, nil
-}
-
-// analyzeSeats refreshes the planner's statistics of the seats table after
-// an event's seats were bulk-loaded. Until then the planner takes the new
-// event for one seat and plans the sale's version-checked UPDATE as a pass
-// over every seat of the event per order (measured: 400 ms per checkout of
-// a 20,000-seat event on a loaded machine, instead of well under one), and
-// autovacuum analyzes only once a tenth of the table has changed, which one
-// new event among many past ones never reaches. The event exists either way:
-// a failure is logged, not returned.
-func (s *Service) analyzeSeats(ctx context.Context, eventID string) {
-	if _, err := s.db.Exec(ctx, `ANALYZE seats`); err != nil {
-		s.log.Warn("store: analyze seats after creating an event; its sales may be planned as scans until autovacuum analyzes",
-			"event", eventID, "err", err)
-	}
 }
 
 // eventColumns reads an event with its seat counts in one pass over its
