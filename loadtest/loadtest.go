@@ -20,11 +20,37 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
 )
+
+// The load generator's garbage collection. Its fans read every frame into
+// pooled buffers (a snapshot is ~220 KB). At Go's default GOGC=100 a drop
+// collects so often that the pool keeps being emptied and refilled with
+// freshly zeroed buffers: in a 20,000-fan drop bytes.growSlice took 14 % of
+// a worker's CPU, CPU the measured server shares on one machine. GOGC=400
+// halved that and cut the worker's CPU by 14 % (PERFORMANCE.md, seventh
+// round); the soft memory limit stops a process
+// from growing past 4 GiB on its account. GOGC and GOMEMLIMIT in the
+// environment win.
+const (
+	loadGenGCPercent   = 400
+	loadGenMemoryLimit = 4 << 30
+)
+
+// tuneGC applies loadGenGCPercent and loadGenMemoryLimit to this process
+// unless getenv names GOGC or GOMEMLIMIT.
+func tuneGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(loadGenGCPercent)
+	}
+	if getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(loadGenMemoryLimit)
+	}
+}
 
 // Run is `seatmap loadtest`: args are the arguments after "loadtest". It
 // parses flags (-h/--help prints them and returns nil), runs the scenario
@@ -40,6 +66,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("loadtest: %w", err)
 	}
+	tuneGC(os.Getenv)
 	if spec != "" {
 		return runWorker(ctx, spec, os.Stdin, stdout)
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"reflect"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"testing"
@@ -303,5 +304,35 @@ func TestMapCheckStopsWithoutProgress(t *testing.T) {
 		if rounds != tc.rounds {
 			t.Errorf("%v: stopped after %d rounds, want %d", tc.diverged, rounds, tc.rounds)
 		}
+	}
+}
+
+func TestTuneGC(t *testing.T) {
+	gcPercent := func() int { p := debug.SetGCPercent(100); debug.SetGCPercent(p); return p }
+	oldPercent, oldLimit := gcPercent(), debug.SetMemoryLimit(-1)
+	defer func() { debug.SetGCPercent(oldPercent); debug.SetMemoryLimit(oldLimit) }()
+	tests := []struct {
+		name        string
+		env         map[string]string
+		wantPercent int
+		wantLimit   int64
+	}{
+		{"defaults", nil, loadGenGCPercent, loadGenMemoryLimit},
+		{"GOGC set", map[string]string{"GOGC": "50"}, 77, loadGenMemoryLimit},
+		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "1GiB"}, loadGenGCPercent, 12345678},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// What the environment would have set, which tuneGC must keep.
+			debug.SetGCPercent(77)
+			debug.SetMemoryLimit(12345678)
+			tuneGC(func(k string) string { return tt.env[k] })
+			if p := gcPercent(); p != tt.wantPercent {
+				t.Errorf("GC percent %d, want %d", p, tt.wantPercent)
+			}
+			if l := debug.SetMemoryLimit(-1); l != tt.wantLimit {
+				t.Errorf("memory limit %d, want %d", l, tt.wantLimit)
+			}
+		})
 	}
 }
