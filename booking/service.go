@@ -173,7 +173,8 @@ func NewService(db *pgxpool.Pool, rdb redis.UniversalClient, payments Payments, 
 // connection, so the caller's context no longer cancels it once queued (the
 // client's read and write timeouts still bound it). A batch cut off by a
 // dropped connection is retried whole, just as the plain client retries a
-// single command, so nothing about retries changes.
+// single command, so nothing about retries changes. go-redis marks the
+// autopipeliner experimental: go.mod pins the version it was measured with.
 func scripterFor(rdb redis.UniversalClient) redis.Scripter {
 	if c, ok := rdb.(interface {
 		AutoPipeline() (*redis.AutoPipeliner, error)
