@@ -80,12 +80,8 @@ func (c Config) withDefaults() Config {
 type Service struct {
 	db  *pgxpool.Pool
 	rdb redis.UniversalClient
-	// scripts runs the Lua scripts of holds, releases and checkouts. With a
-	// *redis.Client it is the client's autopipeliner: scripts run by
-	// concurrent requests share a pipeline (one write and one read for a
-	// batch instead of one each per request), which under a drop's
-	// concurrency is most of what a hold costs this process. See
-	// scripterFor.
+	// scripts runs the Lua scripts of holds, releases and checkouts:
+	// rdb's autopipeliner (scripterFor).
 	scripts  redis.Scripter
 	payments Payments
 	cfg      Config

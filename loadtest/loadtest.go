@@ -33,17 +33,18 @@ import (
 // freshly zeroed buffers: in a 20,000-fan drop bytes.growSlice took 14 % of
 // a worker's CPU, CPU the measured server shares on one machine. GOGC=400
 // halved that and cut the worker's CPU by 14 % (PERFORMANCE.md, seventh
-// round); the soft memory limit stops a process
-// from growing past 4 GiB on its account. GOGC and GOMEMLIMIT in the
-// environment win.
+// round); the soft memory limit stops a process from growing past 4 GiB on
+// its account.
 const (
 	loadGenGCPercent   = 400
 	loadGenMemoryLimit = 4 << 30
 )
 
-// tuneGC applies loadGenGCPercent and loadGenMemoryLimit to this process
-// unless getenv names GOGC or GOMEMLIMIT.
-func tuneGC(getenv func(string) string) {
+// TuneGC applies loadGenGCPercent and loadGenMemoryLimit to this process,
+// unless getenv names GOGC or GOMEMLIMIT (those win). Both are settings of
+// the whole process, so the `seatmap loadtest` command calls it, not Run:
+// tests that call Run keep their own.
+func TuneGC(getenv func(string) string) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(loadGenGCPercent)
 	}
@@ -66,7 +67,6 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("loadtest: %w", err)
 	}
-	tuneGC(os.Getenv)
 	if spec != "" {
 		return runWorker(ctx, spec, os.Stdin, stdout)
 	}

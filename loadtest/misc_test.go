@@ -323,10 +323,10 @@ func TestTuneGC(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			// What the environment would have set, which tuneGC must keep.
+			// What the environment would have set, which TuneGC must keep.
 			debug.SetGCPercent(77)
 			debug.SetMemoryLimit(12345678)
-			tuneGC(func(k string) string { return tt.env[k] })
+			TuneGC(func(k string) string { return tt.env[k] })
 			if p := gcPercent(); p != tt.wantPercent {
 				t.Errorf("GC percent %d, want %d", p, tt.wantPercent)
 			}

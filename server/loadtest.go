@@ -8,7 +8,8 @@ import (
 )
 
 func init() {
-	commands["loadtest"] = func(ctx context.Context, args []string, _ func(string) string, stdout, stderr io.Writer) error {
+	commands["loadtest"] = func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+		loadtest.TuneGC(getenv)
 		return loadtest.Run(ctx, args, stdout, stderr)
 	}
 }
