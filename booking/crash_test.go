@@ -307,7 +307,9 @@ func (e *env) startRelay(svc *booking.Service) *atomic.Int32 {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		svc.RunRelay(ctx, testenvURL(e.t))
+		// An operator's DATABASE_URL may carry the pool's settings; the
+		// relay's own connection must not pass them to Postgres.
+		svc.RunRelay(ctx, withPoolSettings(testenvURL(e.t)))
 	}()
 	e.t.Cleanup(func() { cancel(); <-done })
 	select {

@@ -198,7 +198,11 @@ func (s *Service) RunRelay(ctx context.Context, dbURL string) {
 }
 
 func (s *Service) relayListen(ctx context.Context, dbURL string) error {
-	conn, err := pgx.Connect(ctx, dbURL)
+	cfg, err := connConfig(dbURL)
+	if err != nil {
+		return fmt.Errorf("outbox relay: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("outbox relay: connect: %w", err)
 	}

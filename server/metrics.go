@@ -3,6 +3,7 @@ package server
 import (
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"seatmap/booking"
@@ -85,6 +86,44 @@ func (m *metrics) watchInFlight(count func() int) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "seatmap_http_requests_in_flight",
 		Help: "HTTP requests being served, WebSockets aside; the fan-out budget gives way to them."},
 		func() float64 { return float64(count()) }))
+}
+
+// dbPoolCollector exports the state of the server's Postgres pools, read
+// once per scrape: whether requests queue for a connection (the pools are
+// small on purpose: booking.DefaultPoolSize).
+type dbPoolCollector struct {
+	pools                      map[string]*pgxpool.Pool // by the pool label
+	max, acquired, waits, wait *prometheus.Desc
+}
+
+// watchDBPools exports pools (label pool: their name) as seatmap_db_pool_*.
+func (m *metrics) watchDBPools(pools map[string]*pgxpool.Pool) {
+	l := []string{"pool"}
+	m.reg.MustRegister(&dbPoolCollector{pools: pools,
+		max:      prometheus.NewDesc("seatmap_db_pool_max_conns", "Connections the Postgres pool opens at most.", l, nil),
+		acquired: prometheus.NewDesc("seatmap_db_pool_acquired_conns", "Connections in use.", l, nil),
+		waits: prometheus.NewDesc("seatmap_db_pool_empty_acquires_total",
+			"Acquires that found every connection in use and waited.", l, nil),
+		wait: prometheus.NewDesc("seatmap_db_pool_empty_acquire_wait_seconds_total",
+			"Time those acquires waited for a connection.", l, nil),
+	})
+}
+
+func (c *dbPoolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.max
+	ch <- c.acquired
+	ch <- c.waits
+	ch <- c.wait
+}
+
+func (c *dbPoolCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, p := range c.pools {
+		st := p.Stat()
+		ch <- prometheus.MustNewConstMetric(c.max, prometheus.GaugeValue, float64(st.MaxConns()), name)
+		ch <- prometheus.MustNewConstMetric(c.acquired, prometheus.GaugeValue, float64(st.AcquiredConns()), name)
+		ch <- prometheus.MustNewConstMetric(c.waits, prometheus.CounterValue, float64(st.EmptyAcquireCount()), name)
+		ch <- prometheus.MustNewConstMetric(c.wait, prometheus.CounterValue, st.EmptyAcquireWaitTime().Seconds(), name)
+	}
 }
 
 func (m *metrics) bookingHooks() booking.Hooks {

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"seatmap/booking"
 	"seatmap/internal/testenv"
 )
 
@@ -259,5 +261,41 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10 s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDBPoolSizeAndMetrics: the app pool opens booking.DefaultPoolSize
+// connections unless DATABASE_URL sets pool_max_conns, and /metrics says so.
+func TestDBPoolSizeAndMetrics(t *testing.T) {
+	sep := "?"
+	if strings.Contains(testenv.DatabaseURL(t), "?") {
+		sep = "&"
+	}
+	for _, tc := range []struct {
+		name, url string
+		want      int
+	}{
+		{"default", testenv.DatabaseURL(t), booking.DefaultPoolSize},
+		{"pool_max_conns", testenv.DatabaseURL(t) + sep + "pool_max_conns=3", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base, _, _ := startServe(t, map[string]string{"DATABASE_URL": tc.url})
+			resp, err := http.Get(base + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := fmt.Sprintf("\nseatmap_db_pool_max_conns{pool=\"app\"} %d\n", tc.want)
+			if !strings.Contains(string(body), want) {
+				t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+			}
+			for _, name := range []string{`seatmap_db_pool_acquired_conns{pool="payments"}`,
+				`seatmap_db_pool_empty_acquires_total{pool="app"}`, `seatmap_db_pool_empty_acquire_wait_seconds_total{pool="app"}`} {
+				if !strings.Contains(string(body), "\n"+name+" ") {
+					t.Errorf("/metrics lacks %s", name)
+				}
+			}
+		})
 	}
 }

@@ -112,7 +112,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("DATABASE_URL: %w", err)
 		}
 	}
-	db, err := booking.OpenDB(cctx, cfg.DatabaseURL, 32)
+	db, err := booking.OpenDB(cctx, cfg.DatabaseURL, booking.DefaultPoolSize)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
@@ -178,6 +178,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	shutdown, closeSockets := context.WithCancel(context.Background())
 	s.closeSockets = closeSockets
 	m.watchInFlight(s.inFlight.count)
+	m.watchDBPools(map[string]*pgxpool.Pool{"app": s.db, "payments": s.payDB})
 	s.handler = s.inFlight.wrap(web.NewHandler(web.Deps{
 		Booking:            s.booking,
 		Queue:              s.queue,
