@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -154,14 +155,44 @@ func (s *Service) failCheckout(ctx context.Context, ck *checkoutRow, result *Err
 	return tag.RowsAffected() == 1, nil
 }
 
-// sellSeatsSQL sells the seats $3 of event $1 to order $2, each only at the
-// version $4 its hold carried and only if still available: the sale's
-// optimistic lock, whose rows affected must equal the seats. Its plan is
-// one primary-key lookup per seat because event_id has no statistics
-// (migration 00003).
-const sellSeatsSQL = `UPDATE seats s SET status = 'sold', version = s.version + 1, order_id = $2
-	FROM unnest($3::text[], $4::int[]) AS v(id, version)
+// saleSQL returns the sale's two statements for the seats, with their
+// arguments for event, order, and the seats with the versions their holds
+// carried:
+//
+//   - sell: the optimistic lock — each seat sold to the order only at its
+//     version and only if still available; its rows affected must equal the seats;
+//   - items: the order's items at their sections' prices.
+//
+// The seats are one parameter each, not one array: with an array Postgres cannot
+// know the count when it plans the statement once for every call, so it
+// found that generic plan dearer than planning each call afresh and planned
+// both statements on every sale — as much CPU as running them (issue 7).
+// With the count in the text, the generic plan is the per-call plan, and a
+// connection plans each shape once. Both plans are primary-key lookups
+// because event_id has no statistics (migration 00003).
+func saleSQL(eventID, orderID string, seats []string, versions []int32) (sell, items string, sellArgs, itemArgs []any) {
+	var rows, ids strings.Builder
+	sellArgs = append(make([]any, 0, 2+2*len(seats)), eventID, orderID)
+	itemArgs = append(make([]any, 0, 2+len(seats)), eventID, orderID)
+	for i, seat := range seats {
+		if i > 0 {
+			rows.WriteString(", ")
+			ids.WriteString(", ")
+		}
+		fmt.Fprintf(&rows, "($%d::text, $%d::int)", len(sellArgs)+1, len(sellArgs)+2)
+		fmt.Fprintf(&ids, "$%d", len(itemArgs)+1)
+		sellArgs = append(sellArgs, seat, versions[i])
+		itemArgs = append(itemArgs, seat)
+	}
+	sell = `UPDATE seats s SET status = 'sold', version = s.version + 1, order_id = $2
+	FROM (VALUES ` + rows.String() + `) AS v(id, version)
 	WHERE s.event_id = $1 AND s.id = v.id AND s.version = v.version AND s.status = 'available'`
+	items = `INSERT INTO order_items (event_id, order_id, seat_id, price_cents)
+	SELECT s.event_id, $2, s.id, sec.price_cents
+	FROM seats s JOIN sections sec ON sec.event_id = s.event_id AND sec.id = s.section_id
+	WHERE s.event_id = $1 AND s.id IN (` + ids.String() + `)`
+	return sell, items, sellArgs, itemArgs
+}
 
 // commitSale is the sale's one transaction, for a checkout whose card was
 // authorized (ck.PaymentID): move the checkout from its state (authorizing
@@ -193,6 +224,7 @@ func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog)
 	if err != nil {
 		return Order{}, fmt.Errorf("store: encode order: %w", err)
 	}
+	sellSQL, itemsSQL, sellArgs, itemArgs := saleSQL(ck.EventID, o.ID, seats, versions)
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		err = inTx(ctx, s.db, func(tx pgx.Tx) error {
@@ -229,11 +261,8 @@ func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog)
 			sale.Queue(`INSERT INTO orders (event_id, id, session_id, email, status, total_cents, checkout_key, created_at)
 				VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7)`,
 				ck.EventID, o.ID, ck.FanID, ck.Email, ck.Total, ck.Key, o.CreatedAt)
-			sale.Queue(sellSeatsSQL, ck.EventID, o.ID, seats, versions)
-			sale.Queue(`INSERT INTO order_items (event_id, order_id, seat_id, price_cents)
-				SELECT s.event_id, $2, s.id, sec.price_cents
-				FROM seats s JOIN sections sec ON sec.event_id = s.event_id AND sec.id = s.section_id
-				WHERE s.event_id = $1 AND s.id = ANY($3)`, ck.EventID, o.ID, seats)
+			sale.Queue(sellSQL, sellArgs...)
+			sale.Queue(itemsSQL, itemArgs...)
 			sale.Queue(`INSERT INTO outbox (event_id, kind, payload) VALUES ($1, $2, $3)`,
 				ck.EventID, OutboxSeatsSold, payload)
 			br = tx.SendBatch(ctx, sale)

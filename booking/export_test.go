@@ -27,5 +27,6 @@ func CatalogReads(s *Service) int64 { return s.catalogReads.Load() }
 // WAL flush.
 var ExecLazy = execLazy
 
-// SellSeatsSQL is the sale's version-checked UPDATE.
-const SellSeatsSQL = sellSeatsSQL
+// SaleSQL is saleSQL: the sale's version-checked UPDATE and its order
+// items' INSERT for some seats, with their arguments.
+var SaleSQL = saleSQL
