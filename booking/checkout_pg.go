@@ -345,14 +345,18 @@ func (e *fanLimitError) result() *Error {
 // Under READ COMMITTED each statement takes a fresh snapshot, so the count,
 // run after the lock is granted, sees every sale that held it before.
 //
-// The count walks orders_session (event_id, session_id) and the primary
-// key of order_items (event_id, order_id, …): no extra index is needed.
+// The count (fanBoughtSQL) walks the orders' unique (event_id, session_id,
+// checkout_key) index and the primary key of order_items (event_id,
+// order_id, …): no extra index is needed.
 func queueFanLimit(b *pgx.Batch, eventID, fanID string) {
 	b.Queue(`SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))`, eventID, fanID)
-	b.Queue(`SELECT count(*) FROM orders o
-		JOIN order_items i ON i.event_id = o.event_id AND i.order_id = o.id
-		WHERE o.event_id = $1 AND o.session_id = $2 AND o.status = 'confirmed'`, eventID, fanID)
+	b.Queue(fanBoughtSQL, eventID, fanID)
 }
+
+// fanBoughtSQL counts the seats fan $2 bought in event $1.
+const fanBoughtSQL = `SELECT count(*) FROM orders o
+	JOIN order_items i ON i.event_id = o.event_id AND i.order_id = o.id
+	WHERE o.event_id = $1 AND o.session_id = $2 AND o.status = 'confirmed'`
 
 // checkFanLimit reads the results of queueFanLimit's statements from br and
 // refuses asked more seats over MaxSeatsPerFan.

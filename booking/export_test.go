@@ -30,3 +30,6 @@ var ExecLazy = execLazy
 // SaleSQL is saleSQL: the sale's version-checked UPDATE and its order
 // items' INSERT for some seats, with their arguments.
 var SaleSQL = saleSQL
+
+// FanBoughtSQL is the sale's count of the seats a fan bought in an event.
+const FanBoughtSQL = fanBoughtSQL

@@ -3,6 +3,7 @@ package booking_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,11 @@ func TestSaleOfNewEventReadsOnlyItsSeats(t *testing.T) {
 	// Statistics gathered when only the first event existed, as a venue's
 	// past events.
 	create("past")
+	if _, err := db.Exec(ctx, `INSERT INTO orders (event_id, id, session_id, email, status, total_cents, checkout_key)
+		SELECT 'past', gen_random_uuid(), 'fan-' || g % 1000, 'fan@example.com', 'confirmed', 1000, 'k' || g
+		FROM generate_series(1, 3000) g`); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := db.Exec(ctx, "ANALYZE"); err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +88,29 @@ func TestSaleOfNewEventReadsOnlyItsSeats(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkPlannedOnce(ctx, t, u, "drop")
+
+	// The per-fan count reads the fan's orders through an index (migration
+	// 00004 dropped the one made for it, which duplicated a unique index).
+	if err := db.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+booking.FanBoughtSQL, "drop", "fan").Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	if scan := plan[0].Plan.scanOf("orders"); !strings.HasPrefix(scan, "Index") {
+		out, _ := json.MarshalIndent(plan, "", " ")
+		t.Fatalf("a fan's bought seats are counted with a %q of orders, want an index scan; plan:\n%s", scan, out)
+	}
+}
+
+// scanOf is the node type of the plan's first scan of table.
+func (n planNode) scanOf(table string) string {
+	if n.Relation == table {
+		return n.NodeType
+	}
+	for _, c := range n.Plans {
+		if s := c.scanOf(table); s != "" {
+			return s
+		}
+	}
+	return ""
 }
 
 func queryStrings(ctx context.Context, db *pgxpool.Pool, out *[]string, sql string) error {
