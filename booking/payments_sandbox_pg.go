@@ -83,19 +83,21 @@ func (p *Sandbox) Authorize(ctx context.Context, idempotencyKey string, amountCe
 		if idempotencyKey == "" {
 			return fmt.Errorf("sandbox: authorize: idempotency key required")
 		}
-		prev, ok, err := p.lookup(ctx, idempotencyKey)
-		if err != nil {
-			return err
-		}
-		if ok {
-			pay = prev
-			return nil
-		}
+		// The insert finds a key seen before (ON CONFLICT), so only the
+		// slow card, which must not wait again on a retry, looks first.
 		status := PaymentDeclined
 		switch card {
 		case CardApprove:
 			status = PaymentAuthorized
 		case CardSlow:
+			prev, ok, err := p.lookup(ctx, idempotencyKey)
+			if err != nil {
+				return err
+			}
+			if ok {
+				pay = prev
+				return nil
+			}
 			if err := sleepCtx(ctx, SandboxSlowDelay); err != nil {
 				return fmt.Errorf("sandbox: authorize: %w", err)
 			}
@@ -105,7 +107,7 @@ func (p *Sandbox) Authorize(ctx context.Context, idempotencyKey string, amountCe
 		if len(last4) > 4 {
 			last4 = last4[len(last4)-4:]
 		}
-		err = p.db.QueryRow(ctx, `INSERT INTO sandbox_payments (id, idempotency_key, amount_cents, card_last4, status)
+		err := p.db.QueryRow(ctx, `INSERT INTO sandbox_payments (id, idempotency_key, amount_cents, card_last4, status)
 			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING
 			RETURNING id, idempotency_key, amount_cents, status`,
 			"pay_"+randomHex(12), idempotencyKey, amountCents, last4, status).Scan(&pay.ID, &pay.IdempotencyKey, &pay.AmountCents, &pay.Status)
@@ -115,11 +117,13 @@ func (p *Sandbox) Authorize(ctx context.Context, idempotencyKey string, amountCe
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("sandbox: authorize: %w", err)
 		}
-		// A concurrent call with the same key inserted first: its result.
-		pay, ok, err = p.lookup(ctx, idempotencyKey)
+		// The key was used before, or by a concurrent call that inserted
+		// first: that call's result.
+		prev, ok, err := p.lookup(ctx, idempotencyKey)
 		if err != nil {
 			return err
 		}
+		pay = prev
 		if !ok {
 			return fmt.Errorf("sandbox: authorize: payment vanished")
 		}
