@@ -21,8 +21,9 @@ import (
 // DATABASE_URL does not say (pool_max_conns). Postgres does the most work
 // with a few busy backends per core: on the 2-core machine of issue 7, with
 // Postgres, Redis, the server and the load generator on it, 8 connections
-// sold 40 % more orders per second than 32 and used 30 % less Postgres CPU
-// per order; 4 and 12 were slower than 8 (PERFORMANCE.md, eighth round).
+// sold 18-40 % more orders per second than 32 and used a quarter less
+// Postgres CPU per order; 4 and 12 were slower than 8 (PERFORMANCE.md,
+// eighth round).
 const DefaultPoolSize = 8
 
 // OpenDB connects a pgx pool to url and checks that the server answers within
