@@ -2,7 +2,6 @@ package booking_test
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -31,7 +30,7 @@ func TestOpenDBPoolSize(t *testing.T) {
 	}{
 		{"the caller's size", url, booking.DefaultPoolSize, booking.DefaultPoolSize},
 		{"another caller's size", url, 3, 3},
-		{"the URL's size wins", url + querySep(url) + "pool_max_conns=5", booking.DefaultPoolSize, 5},
+		{"the URL's size wins", testenv.WithQuery(url, "pool_max_conns=5"), booking.DefaultPoolSize, 5},
 		{"the key=value form's size wins", kv + " pool_max_conns=6", booking.DefaultPoolSize, 6},
 		{"key=value without a size", kv, 7, 7},
 	} {
@@ -58,16 +57,8 @@ func TestPoolSettingsDoNotReachPostgres(t *testing.T) {
 	}
 }
 
-// querySep is what appends a parameter to url.
-func querySep(url string) string {
-	if strings.Contains(url, "?") {
-		return "&"
-	}
-	return "?"
-}
-
 // withPoolSettings is url with pgxpool's settings added, as an operator may
 // write DATABASE_URL.
 func withPoolSettings(url string) string {
-	return url + querySep(url) + "pool_max_conns=5&pool_min_conns=1"
+	return testenv.WithQuery(url, "pool_max_conns=5&pool_min_conns=1")
 }

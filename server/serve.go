@@ -139,7 +139,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	m := newMetrics(s.reg)
 	// The sandbox payment provider stands in for a remote one: it gets its
 	// own small pool so a slow "provider" never starves the sale's queries.
-	payDB, err := booking.OpenDB(cctx, cfg.DatabaseURL, 8)
+	payDB, err := booking.OpenDB(cctx, cfg.DatabaseURL, booking.DefaultPoolSize)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)

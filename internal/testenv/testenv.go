@@ -43,6 +43,14 @@ func DatabaseURL(tb testing.TB) string {
 	return dbURL
 }
 
+// WithQuery is url with the query parameters query ("k=v&k2=v2") added.
+func WithQuery(url, query string) string {
+	if strings.Contains(url, "?") {
+		return url + "&" + query
+	}
+	return url + "?" + query
+}
+
 func createPackageDB() (string, error) {
 	admin := os.Getenv("DATABASE_URL")
 	if admin == "" {
