@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -155,12 +156,20 @@ func (s *Service) failCheckout(ctx context.Context, ck *checkoutRow, result *Err
 	return tag.RowsAffected() == 1, nil
 }
 
+// SQLSTATEs the sale's checks raise (seatmap_check, migration 00005).
+const (
+	sqlstateMoved        = "SMA01" // the checkout had left the state the sale leaves
+	sqlstateFanLimit     = "SMA02" // the fan's seat limit; the detail is the seats already bought
+	sqlstateSeatConflict = "SMA03" // a seat was sold or moved on since it was held
+)
+
 // saleSQL returns the sale's two statements for the seats, with their
 // arguments for event, order, and the seats with the versions their holds
 // carried:
 //
 //   - sell: the optimistic lock — each seat sold to the order only at its
-//     version and only if still available; its rows affected must equal the seats;
+//     version and only if still available; unless every seat was, it raises
+//     sqlstateSeatConflict;
 //   - items: the order's items at their sections' prices.
 //
 // The seats are one parameter each, not one array: with an array Postgres cannot
@@ -184,9 +193,11 @@ func saleSQL(eventID, orderID string, seats []string, versions []int32) (sell, i
 		sellArgs = append(sellArgs, seat, versions[i])
 		itemArgs = append(itemArgs, seat)
 	}
-	sell = `UPDATE seats s SET status = 'sold', version = s.version + 1, order_id = $2
-	FROM (VALUES ` + rows.String() + `) AS v(id, version)
-	WHERE s.event_id = $1 AND s.id = v.id AND s.version = v.version AND s.status = 'available'`
+	sell = `WITH sold AS (UPDATE seats s SET status = 'sold', version = s.version + 1, order_id = $2
+		FROM (VALUES ` + rows.String() + `) AS v(id, version)
+		WHERE s.event_id = $1 AND s.id = v.id AND s.version = v.version AND s.status = 'available'
+		RETURNING 1)
+	SELECT seatmap_check(count(*) = ` + strconv.Itoa(len(seats)) + `, '` + sqlstateSeatConflict + `') FROM sold`
 	items = `INSERT INTO order_items (event_id, order_id, seat_id, price_cents)
 	SELECT s.event_id, $2, s.id, sec.price_cents
 	FROM seats s JOIN sections sec ON sec.event_id = s.event_id AND sec.id = s.section_id
@@ -197,15 +208,24 @@ func saleSQL(eventID, orderID string, seats []string, versions []int32) (sell, i
 // commitSale is the sale's one transaction, for a checkout whose card was
 // authorized (ck.PaymentID): move the checkout from its state (authorizing
 // for a live request, authorized for the recovery worker) to committed
-// with the payment id (compare-and-set, so only one actor runs it), check the fan's seat limit, insert the order, sell every seat at
-// the version its hold carried (rows affected must equal the seats), insert
-// the items at the sections' prices and the outbox row, and store the 201
-// answer (the relay is woken after the commit: outboxWritten).
+// with the payment id (compare-and-set, so only one actor runs it), check
+// the fan's seat limit (queueFanLimit), insert the order, sell every seat
+// at the version its hold carried, insert the items at the sections'
+// prices and the outbox row, and store the 201 answer (the relay is woken
+// after the commit: outboxWritten).
+//
+// It is one pipelined batch, so one round trip: Postgres runs a batch as one
+// implicit transaction and commits it at its end, and the first statement
+// to fail rolls it all back. So the checks do not come back to Go between
+// statements; each raises its own SQLSTATE (seatmap_check) and the
+// statements after it do not run. Postgres CPU per checkout is what
+// limits the checkout rate (issue 7).
+//
 // It returns errSeatConflict (rolled back) if any seat was sold or moved on,
 // *fanLimitError (rolled back) if the fan would own more than
-// MaxSeatsPerFan seats of the event (checkFanLimit), errMoved if the
-// checkout had left its state, unavailable on other database failures.
-// Deadlocks and serialization failures are retried.
+// MaxSeatsPerFan seats of the event, errMoved if the checkout had left its
+// state, unavailable on other database failures. Deadlocks and
+// serialization failures are retried.
 func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog) (Order, error) {
 	seats := ck.seatList(cat)
 	versions := make([]int32, len(seats))
@@ -224,69 +244,27 @@ func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog)
 	if err != nil {
 		return Order{}, fmt.Errorf("store: encode order: %w", err)
 	}
-	sellSQL, itemsSQL, sellArgs, itemArgs := saleSQL(ck.EventID, o.ID, seats, versions)
+	// A batch is built for each attempt: sending one records the statements
+	// prepared on that attempt's connection.
+	batch := func() *pgx.Batch {
+		sellSQL, itemsSQL, sellArgs, itemArgs := saleSQL(ck.EventID, o.ID, seats, versions)
+		b := &pgx.Batch{}
+		b.Queue(`WITH moved AS (UPDATE checkouts SET state = 'committed', order_id = $2, response_status = 201,
+				response_body = $3, payment_id = $4, updated_at = now() WHERE id = $1 AND state = $5 RETURNING 1)
+			SELECT seatmap_check(count(*) = 1, '`+sqlstateMoved+`') FROM moved`,
+			ck.ID, o.ID, body, ck.PaymentID, ck.State)
+		queueFanLimit(b, ck.EventID, ck.FanID, len(seats), s.cfg.MaxSeatsPerFan)
+		b.Queue(`INSERT INTO orders (event_id, id, session_id, email, status, total_cents, checkout_key, created_at)
+			VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7)`,
+			ck.EventID, o.ID, ck.FanID, ck.Email, ck.Total, ck.Key, o.CreatedAt)
+		b.Queue(sellSQL, sellArgs...)
+		b.Queue(itemsSQL, itemArgs...)
+		b.Queue(`INSERT INTO outbox (event_id, kind, payload) VALUES ($1, $2, $3)`, ck.EventID, OutboxSeatsSold, payload)
+		return b
+	}
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		err = inTx(ctx, s.db, func(tx pgx.Tx) error {
-			// Two pipelined batches, not eleven round trips: Postgres CPU
-			// per checkout is what limits the checkout rate (issue 7). A
-			// failed check rolls the whole transaction back.
-			guard := &pgx.Batch{}
-			guard.Queue(`UPDATE checkouts SET state = 'committed', order_id = $2, response_status = 201,
-				response_body = $3, payment_id = $4, updated_at = now() WHERE id = $1 AND state = $5`,
-				ck.ID, o.ID, body, ck.PaymentID, ck.State)
-			queueFanLimit(guard, ck.EventID, ck.FanID)
-			br := tx.SendBatch(ctx, guard)
-			tag, err := br.Exec()
-			if err != nil {
-				br.Close()
-				return fmt.Errorf("store: commit checkout: %w", err)
-			}
-			if tag.RowsAffected() != 1 {
-				br.Close()
-				return errMoved
-			}
-			err = s.checkFanLimit(br, len(seats))
-			if cerr := br.Close(); err == nil && cerr != nil {
-				err = fmt.Errorf("store: commit checkout: %w", cerr)
-			}
-			if err != nil {
-				return err
-			}
-			if err := s.step("fan_limit_checked"); err != nil {
-				return err
-			}
-
-			sale := &pgx.Batch{}
-			sale.Queue(`INSERT INTO orders (event_id, id, session_id, email, status, total_cents, checkout_key, created_at)
-				VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7)`,
-				ck.EventID, o.ID, ck.FanID, ck.Email, ck.Total, ck.Key, o.CreatedAt)
-			sale.Queue(sellSQL, sellArgs...)
-			sale.Queue(itemsSQL, itemArgs...)
-			sale.Queue(`INSERT INTO outbox (event_id, kind, payload) VALUES ($1, $2, $3)`,
-				ck.EventID, OutboxSeatsSold, payload)
-			br = tx.SendBatch(ctx, sale)
-			defer br.Close()
-			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("store: insert order: %w", err)
-			}
-			tag, err = br.Exec()
-			if err != nil {
-				return fmt.Errorf("store: sell seats: %w", err)
-			}
-			if tag.RowsAffected() != int64(len(seats)) {
-				return errSeatConflict
-			}
-			for _, what := range []string{"insert order items", "insert outbox"} {
-				if _, err := br.Exec(); err != nil {
-					return fmt.Errorf("store: %s: %w", what, err)
-				}
-			}
-			return br.Close()
-		})
-		if isUniqueViolation(err, "") {
-			err = errSeatConflict
-		}
+		err = s.db.SendBatch(ctx, batch()).Close()
 		if isRetryable(err) && attempt < 4 {
 			continue
 		}
@@ -295,15 +273,41 @@ func (s *Service) commitSale(ctx context.Context, ck *checkoutRow, cat *Catalog)
 	if f := s.hook().CommitLatency; f != nil {
 		f(time.Since(start))
 	}
-	var limit *fanLimitError
-	switch {
-	case err == nil:
+	if err == nil {
 		s.outboxWritten(ctx)
 		return o, nil
-	case errors.Is(err, errSeatConflict), errors.Is(err, errMoved), errors.As(err, &limit):
+	}
+	if err := s.saleRefusal(err, len(seats)); err != nil {
 		return Order{}, err
 	}
 	return Order{}, unavailable("store: commit sale", err)
+}
+
+// saleRefusal maps the error of a sale the database refused to the
+// refusal it means: errMoved, *fanLimitError, or errSeatConflict (also for
+// a unique violation: a seat already among another order's items). It
+// returns nil for any other error.
+func (s *Service) saleRefusal(err error, asked int) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return nil
+	}
+	switch pe.Code {
+	case sqlstateMoved:
+		return errMoved
+	case sqlstateSeatConflict:
+		return errSeatConflict
+	case sqlstateFanLimit:
+		bought, perr := strconv.Atoi(pe.Detail)
+		if perr != nil {
+			return fmt.Errorf("store: seat limit check: bad detail %q: %w", pe.Detail, perr)
+		}
+		return &fanLimitError{Max: s.cfg.MaxSeatsPerFan, Bought: bought, Asked: asked}
+	}
+	if isUniqueViolation(err, "") {
+		return errSeatConflict
+	}
+	return nil
 }
 
 // fanLimitError is commitSale's refusal by the per-fan limit: the fan
@@ -331,7 +335,8 @@ func (e *fanLimitError) result() *Error {
 // queueFanLimit queues the authoritative MAX_SEATS_PER_FAN check, run inside
 // the sale transaction before the order is written: the seats the fan
 // already has in confirmed orders of the event plus asked may not exceed
-// the limit, else *fanLimitError. The Redis check at hold time counts
+// limit, else it raises sqlstateFanLimit with the seats bought as its detail
+// (*fanLimitError). The Redis check at hold time counts
 // fanbought:{E}:{fan}, which is empty after Redis loses data until the
 // reconciler rebuilds it; this one cannot be fooled that way.
 //
@@ -348,31 +353,16 @@ func (e *fanLimitError) result() *Error {
 // The count (fanBoughtSQL) walks the orders' unique (event_id, session_id,
 // checkout_key) index and the primary key of order_items (event_id,
 // order_id, …): no extra index is needed.
-func queueFanLimit(b *pgx.Batch, eventID, fanID string) {
+func queueFanLimit(b *pgx.Batch, eventID, fanID string, asked, limit int) {
 	b.Queue(`SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))`, eventID, fanID)
-	b.Queue(fanBoughtSQL, eventID, fanID)
+	b.Queue(`SELECT seatmap_check(bought + $3 <= $4, '`+sqlstateFanLimit+`', bought::text)
+		FROM (`+fanBoughtSQL+`) AS f(bought)`, eventID, fanID, asked, limit)
 }
 
 // fanBoughtSQL counts the seats fan $2 bought in event $1.
 const fanBoughtSQL = `SELECT count(*) FROM orders o
 	JOIN order_items i ON i.event_id = o.event_id AND i.order_id = o.id
 	WHERE o.event_id = $1 AND o.session_id = $2 AND o.status = 'confirmed'`
-
-// checkFanLimit reads the results of queueFanLimit's statements from br and
-// refuses asked more seats over MaxSeatsPerFan.
-func (s *Service) checkFanLimit(br pgx.BatchResults, asked int) error {
-	if _, err := br.Exec(); err != nil {
-		return fmt.Errorf("store: lock fan's purchases: %w", err)
-	}
-	var bought int
-	if err := br.QueryRow().Scan(&bought); err != nil {
-		return fmt.Errorf("store: count fan's bought seats: %w", err)
-	}
-	if bought+asked > s.cfg.MaxSeatsPerFan {
-		return &fanLimitError{Max: s.cfg.MaxSeatsPerFan, Bought: bought, Asked: asked}
-	}
-	return nil
-}
 
 // isRetryable reports a deadlock (40P01) or serialization failure (40001).
 func isRetryable(err error) bool {

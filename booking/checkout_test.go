@@ -246,6 +246,11 @@ func TestCheckoutHoldExpiresDuringPayment(t *testing.T) {
 	if st := e.checkoutState("slow", "k"); st != "failed" {
 		t.Fatalf("slow fan's checkout is %s", st)
 	}
+	// The refused sale left nothing: its order was inserted before the
+	// seat's version check failed, in the same transaction.
+	if n := e.queryInt(`SELECT count(*) FROM orders WHERE event_id = $1 AND session_id = 'slow'`, e.ev); n != 0 {
+		t.Fatalf("the refused sale left %d orders", n)
+	}
 	if n := e.queryInt(`SELECT count(*) FROM seats WHERE event_id = $1 AND id = 'A-1-1' AND order_id = $2`, e.ev, won.ID); n != 1 {
 		t.Fatal("seat not sold to the fast fan")
 	}

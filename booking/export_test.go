@@ -6,10 +6,9 @@ import "time"
 
 // SetCrashHook makes the flows of s consult f at their named steps
 // ("authorized", "committed", "relay_published", "relay_waiting" and
-// "relay_woken" — their errors are ignored — and "fan_limit_checked"
-// inside the sale transaction, just after the per-fan limit passed); a
-// non-nil error stops the flow there, as if the process had died. f may
-// also block, to hold a flow at a step.
+// "relay_woken" — their errors are ignored); a non-nil error stops the
+// flow there, as if the process had died. f may also block, to hold a flow
+// at a step.
 func SetCrashHook(s *Service, f func(step string) error) { s.crashAt = f }
 
 // SetRelayPoll sets how often RunRelay of s drains the outbox without

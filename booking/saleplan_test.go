@@ -179,8 +179,8 @@ func checkPlannedOnce(ctx context.Context, t *testing.T, url, event string) {
 		}
 		var sellArgs, itemArgs []any
 		sell, items, sellArgs, itemArgs = booking.SaleSQL(event, order, []string{"A-1-1", "A-1-2"}, []int32{0, 0})
-		if tag, err := tx.Exec(ctx, sell, sellArgs...); err != nil || tag.RowsAffected() != 2 {
-			t.Fatalf("sell: %v, %v rows", err, tag.RowsAffected())
+		if _, err := tx.Exec(ctx, sell, sellArgs...); err != nil { // it raises unless both seats sold
+			t.Fatalf("sell: %v", err)
 		}
 		if tag, err := tx.Exec(ctx, items, itemArgs...); err != nil || tag.RowsAffected() != 2 {
 			t.Fatalf("items: %v, %v rows", err, tag.RowsAffected())

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,9 +103,11 @@ func TestSeatLimitAfterRedisLostBoughtSet(t *testing.T) {
 
 // TestSeatLimitConcurrentCheckoutsOfOneFan: one fan runs two checkouts at
 // once, each within the limit alone, together over it, while Redis has
-// forgotten what the fan bought. Both sale transactions are made to reach
-// the limit check together (a hook at "fan_limit_checked" waits for the
-// other); the per-fan lock must make the second count the first's seats.
+// forgotten what the fan bought. Both sale transactions are made to run
+// together: the test locks the event's row, which each sale's order INSERT
+// must share (its foreign key), so a sale that got past the limit check
+// waits there until the test lets go. The per-fan lock must keep the
+// second from counting before the first commits.
 func TestSeatLimitConcurrentCheckoutsOfOneFan(t *testing.T) {
 	t.Parallel()
 	const limit = 4
@@ -117,7 +118,7 @@ func TestSeatLimitConcurrentCheckoutsOfOneFan(t *testing.T) {
 	e.rdb.Del(ctx, e.fanBoughtKey("fan"))
 
 	// Each authorization waits at the provider until both checkouts have
-	// claimed their seats.
+	// claimed their seats and written their rows.
 	entered, release := make(chan struct{}), make(chan struct{})
 	e.pay.Fail = func(op string) error {
 		if op == "authorize" {
@@ -126,26 +127,6 @@ func TestSeatLimitConcurrentCheckoutsOfOneFan(t *testing.T) {
 		}
 		return nil
 	}
-	// Inside the sale transaction, each waits (up to a second) for the
-	// other to reach the same point. With the per-fan lock the second
-	// cannot get there while the first holds it, so the first goes on
-	// alone after the second; without the lock both count the same
-	// bought seats and both commit.
-	var arrived atomic.Int32
-	both := make(chan struct{})
-	booking.SetCrashHook(e.svc, func(step string) error {
-		if step != "fan_limit_checked" {
-			return nil
-		}
-		if arrived.Add(1) == 2 {
-			close(both)
-		}
-		select {
-		case <-both:
-		case <-time.After(time.Second):
-		}
-		return nil
-	})
 
 	type result struct {
 		o   booking.Order
@@ -173,7 +154,40 @@ func TestSeatLimitConcurrentCheckoutsOfOneFan(t *testing.T) {
 	e.mustHold("fan", "A-1-3", "A-1-4")
 	start(1, "k2")
 	<-entered
+
+	// Both sales now run against the locked event row. Without the
+	// per-fan lock both count one seat bought and wait at their order's
+	// INSERT; with it, the second waits for the first's lock instead. Either
+	// way two sales wait on the test, directly or through the other.
+	tx, err := e.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var me int
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid() FROM events WHERE id = $1 FOR UPDATE`, e.ev).Scan(&me); err != nil {
+		t.Fatalf("lock the event: %v", err)
+	}
 	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		if err := e.db.QueryRow(ctx, `WITH direct AS (SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))
+			SELECT (SELECT count(*) FROM direct) + (SELECT count(*) FROM pg_stat_activity a
+				WHERE EXISTS (SELECT 1 FROM direct d WHERE d.pid = ANY(pg_blocking_pids(a.pid))))`, me).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sales wait on the locked event after 10 s, want 2", waiting)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
 	wg.Wait()
 
 	var won, refused int
