@@ -23,23 +23,23 @@ import (
 // rate up to half a second's worth. (golang.org/x/time/rate refuses any
 // spend above its burst, which would starve a room bigger than the burst.)
 //
-// While the process serves no request at all, fan-out is not limited and
-// costs nothing: no request waits for the CPU it takes (at 10,000 idle fans
-// a 30,000/s budget held changes back for their batch, putting
-// change→delivered at p99 ~380–450 ms against ~330–390 unlimited; issue 7).
-// With requests in flight the rate is the budget's, and gives way as they
-// pile up (share): one fixed rate had to choose between fresh maps for an
-// idle crowd (20,000/s delivered a change to 10,000 fans within ~600 ms at
-// p99, 40,000/s within ~300) and a drop, where the same CPU must serve
-// thousands of holds and checkouts a second (a drop sold out in 58 s at
-// 12,000/s, 68 s at 20,000/s and not in 90 s at 30,000/s). Requests in
-// flight are the signal: when socket writes starve them, they take longer,
-// so more are in flight at once (Little's law), and fan-out slows until
-// they are served again.
+// The rate is the budget's while the process serves no requests, and gives
+// way as requests pile up (share): one fixed rate had to choose between
+// fresh maps for an idle crowd (20,000/s delivered a change to 10,000 fans
+// within ~600 ms at p99, 40,000/s within ~300) and a drop, where the same
+// CPU must serve thousands of holds and checkouts a second (a drop sold out
+// in 58 s at 12,000/s, 68 s at 20,000/s and not in 90 s at 30,000/s).
+// Requests in flight are the signal: when socket writes starve them, they
+// take longer, so more are in flight at once (Little's law), and fan-out
+// slows until they are served again. The signal is the process's own:
+// fan-out without a budget (or at twice it) while no request was in flight
+// gave an idle crowd fresher maps, but three servers sharing two cores each
+// saw only their own requests, and a drop against them sold a third fewer
+// seats in 90 s (PERFORMANCE.md, ninth round); so it was not kept.
 type fanoutBudget struct {
-	rate float64    // messages per second, before share; 0: unlimited
-	max  float64    // the balance's cap, before share
-	busy func() int // requests in flight; nil: the plain rate, always
+	rate float64    // messages per second while idle; 0: unlimited
+	max  float64    // the balance's cap while idle
+	busy func() int // requests in flight; nil: none
 
 	mu      sync.Mutex
 	balance float64
@@ -63,31 +63,25 @@ const (
 	minShare  = 0.4
 )
 
-// share is the part of the rate fan-out may use with busy requests in
-// flight.
-func share(busy int) float64 {
-	return max(minShare, 1/(1+float64(max(0, busy))/busyScale))
+// share is the part of the rate fan-out may use now.
+func (b *fanoutBudget) share() float64 {
+	if b.busy == nil {
+		return 1
+	}
+	return max(minShare, 1/(1+float64(max(0, b.busy()))/busyScale))
 }
 
 // allow reports whether n messages may be sent at now, and if so spends
-// them (the balance may go negative). With a busy function that reports no
-// requests in flight, every spend is allowed and costs nothing.
+// them (the balance may go negative).
 func (b *fanoutBudget) allow(now time.Time, n int) bool {
 	if b.rate == 0 || n <= 0 {
 		return true
-	}
-	f := 1.0
-	if b.busy != nil {
-		busy := b.busy()
-		if busy <= 0 {
-			return true
-		}
-		f = share(busy)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if now.After(b.at) { // a clock going back refills nothing
 		if !b.at.IsZero() {
+			f := b.share()
 			b.balance = min(b.max*f, b.balance+b.rate*f*now.Sub(b.at).Seconds())
 		}
 		b.at = now

@@ -36,11 +36,10 @@ type Options struct {
 	PushInterval time.Duration
 	// PushBudget is how many WebSocket messages per second seat-change
 	// batches may cost this process, all events together (API: PUSH_BUDGET,
-	// default 30,000; negative: unlimited), while it serves requests (Busy;
-	// with none in flight fan-out is free, and more in flight shrink the
-	// budget). A batch to n connections costs n; a tick over budget leaves
-	// its changes pending, to coalesce with later ones into the next batch
-	// that fits (see fanoutBudget).
+	// default 30,000; negative: unlimited), while it serves no requests:
+	// the budget gives way to them (Busy). A batch to n connections costs
+	// n; a tick over budget leaves its changes pending, to coalesce with
+	// later ones into the next batch that fits (see fanoutBudget).
 	PushBudget int
 	// Busy reports how many requests (holds, checkouts, joins: anything but
 	// sockets) the process is serving right now; nil means none. The

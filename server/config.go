@@ -59,9 +59,9 @@ type Config struct {
 	PushInterval time.Duration
 	// PushBudget is how many WebSocket messages per second seat-change
 	// batches may cost the process (PUSH_BUDGET, default 30000; 0:
-	// unlimited) while it serves requests: with none in flight fan-out is
-	// free, and more in flight take their share (realtime.Options.Busy).
-	// Over it, changes coalesce into fewer batches.
+	// unlimited), while it serves no requests; requests in flight take
+	// their share (realtime.Options.Busy). Over it, changes coalesce into
+	// fewer batches.
 	PushBudget int
 	// HoldCooldown is how long a fan must wait to re-hold a seat whose hold
 	// of theirs expired unpaid (HOLD_COOLDOWN, default 1m): it stops one fan
