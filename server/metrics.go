@@ -103,7 +103,7 @@ func (m *metrics) watchDBPools(pools map[string]*pgxpool.Pool) {
 		max:      prometheus.NewDesc("seatmap_db_pool_max_conns", "Connections the Postgres pool opens at most.", l, nil),
 		acquired: prometheus.NewDesc("seatmap_db_pool_acquired_conns", "Connections in use.", l, nil),
 		waits: prometheus.NewDesc("seatmap_db_pool_empty_acquires_total",
-			"Acquires that found every connection in use and waited.", l, nil),
+			"Acquires that found no idle connection and waited for one to be freed or opened.", l, nil),
 		wait: prometheus.NewDesc("seatmap_db_pool_empty_acquire_wait_seconds_total",
 			"Time those acquires waited for a connection.", l, nil),
 	})
