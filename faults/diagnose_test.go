@@ -6,6 +6,7 @@ import (
 	"net"
 	"regexp"
 	"testing"
+	"time"
 )
 
 // TestAcceptQueue: connections the kernel completed but nobody accepted
@@ -33,19 +34,34 @@ func TestAcceptQueue(t *testing.T) {
 }
 
 // TestClusterDiagnose: what a failed restart logs names both proxies and
-// Postgres seen directly, with the servers' backends.
+// Postgres seen directly, with the servers' backends. A server that has
+// just started may still be opening connections (accepted by the proxy,
+// not yet connected upstream), so the diagnosis is taken again until it
+// describes the settled cluster, for up to 10 s.
 func TestClusterDiagnose(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterConfig{servers: 1})
-	d := c.diagnose()
-	for _, re := range []string{
-		`proxy 127\.0\.0\.1:\d+ → ` + regexp.QuoteMeta(c.pg.addr()) + `: [1-9]\d* accepted, [1-9]\d* open \(0 not connected upstream\), 0 accept errors, 0 dial errors, slowest dial \S+; accept queue \d+`,
-		`proxy 127\.0\.0\.1:\d+ → ` + regexp.QuoteMeta(c.redis.addr()) + `: [1-9]\d* accepted`,
-		`postgres ` + regexp.QuoteMeta(c.pg.addr()) + `: accept queue \d+; direct connect took \d`,
-		`client backends: [1-9]\d* idle/`,
-	} {
-		if !regexp.MustCompile(re).MatchString(d) {
-			t.Errorf("diagnosis lacks %s:\n%s", re, d)
+	want := []*regexp.Regexp{
+		regexp.MustCompile(`proxy 127\.0\.0\.1:\d+ → ` + regexp.QuoteMeta(c.pg.addr()) + `: [1-9]\d* accepted, [1-9]\d* open \(0 not connected upstream\), 0 accept errors, 0 dial errors, slowest dial \S+; accept queue \d+`),
+		regexp.MustCompile(`proxy 127\.0\.0\.1:\d+ → ` + regexp.QuoteMeta(c.redis.addr()) + `: [1-9]\d* accepted`),
+		regexp.MustCompile(`postgres ` + regexp.QuoteMeta(c.pg.addr()) + `: accept queue \d+; direct connect took \d`),
+		regexp.MustCompile(`client backends: [1-9]\d* idle/`),
+	}
+	var missing []string
+	var d string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		d, missing = c.diagnose(), nil
+		for _, re := range want {
+			if !re.MatchString(d) {
+				missing = append(missing, re.String())
+			}
 		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, re := range missing {
+		t.Errorf("diagnosis lacks %s:\n%s", re, d)
 	}
 }
