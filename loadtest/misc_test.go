@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -334,5 +335,33 @@ func TestTuneGC(t *testing.T) {
 				t.Errorf("memory limit %d, want %d", l, tt.wantLimit)
 			}
 		})
+	}
+}
+
+// Frame buffers outlive garbage collections (a sync.Pool does not), so a
+// snapshot-sized buffer is grown once, not once per snapshot; oversized
+// ones are not kept.
+func TestFrameBufsAreKeptThroughCollections(t *testing.T) {
+	for len(frameBufs) > 0 {
+		<-frameBufs
+	}
+	big := new(bytes.Buffer)
+	big.Grow(256 << 10)
+	big.WriteString("old frame")
+	putFrameBuf(big)
+	huge := new(bytes.Buffer)
+	huge.Grow(maxFrameBuf + 1)
+	putFrameBuf(huge)
+	runtime.GC()
+	runtime.GC()
+	got := getFrameBuf()
+	if got != big {
+		t.Fatalf("got a buffer of capacity %d, want the kept one of %d", got.Cap(), big.Cap())
+	}
+	if got.Len() != 0 {
+		t.Errorf("a kept buffer comes back holding %d bytes", got.Len())
+	}
+	if again := getFrameBuf(); again == huge {
+		t.Error("a buffer over maxFrameBuf was kept")
 	}
 }

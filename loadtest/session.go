@@ -355,7 +355,42 @@ func readErrCode(err error) string {
 	}
 }
 
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// frameBufs are the buffers fans read frames into. A channel, not a
+// sync.Pool: every garbage collection empties a pool (within two), and a
+// drop's load generator collects several times a second, so each ~220 KB
+// snapshot used to grow a new buffer from nothing; clearing that memory
+// (bytes.growSlice) was 10 % of a worker's CPU. A channel keeps its buffers
+// through collections; it holds at most frameBufCount of them, none larger
+// than maxFrameBuf.
+var frameBufs = make(chan *bytes.Buffer, frameBufCount)
+
+const (
+	frameBufCount = 256
+	maxFrameBuf   = 1 << 20
+)
+
+// getFrameBuf returns an empty buffer, a kept one when there is one.
+func getFrameBuf() *bytes.Buffer {
+	select {
+	case b := <-frameBufs:
+		b.Reset()
+		return b
+	default:
+		return new(bytes.Buffer)
+	}
+}
+
+// putFrameBuf keeps b for another frame, unless it is too large or enough
+// are kept already.
+func putFrameBuf(b *bytes.Buffer) {
+	if b.Cap() > maxFrameBuf {
+		return
+	}
+	select {
+	case frameBufs <- b:
+	default:
+	}
+}
 
 // read handles frames until the socket fails.
 func (s *session) read(ctx context.Context, conn *websocket.Conn) error {
@@ -364,8 +399,7 @@ func (s *session) read(ctx context.Context, conn *websocket.Conn) error {
 		if err != nil {
 			return err
 		}
-		buf := bufPool.Get().(*bytes.Buffer)
-		buf.Reset()
+		buf := getFrameBuf()
 		_, err = buf.ReadFrom(r)
 		s.recv = time.Now().UnixNano()
 		if err == nil && typ == websocket.MessageText {
@@ -376,9 +410,7 @@ func (s *session) read(ctx context.Context, conn *websocket.Conn) error {
 				})
 			}
 		}
-		if buf.Cap() <= 1<<20 {
-			bufPool.Put(buf)
-		}
+		putFrameBuf(buf)
 		if err != nil {
 			return err
 		}
