@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -51,16 +52,19 @@ func newClient(c *Config) *client {
 	// TCP under memory pressure — dropped packets, sockets stalled for a
 	// minute of retransmission back-off — which real fans, each on their
 	// own machine, would not do to the server.
-	wsDialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second,
-		Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			if err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, fanRecvBuffer)
-			}); err != nil {
-				return err
+	control := func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, fanRecvBuffer)
+			if serr == nil && c.SourceAddrs > 0 && spreadSources {
+				serr = bindNoPort(fd)
 			}
-			return serr
-		}}
+		}); err != nil {
+			return err
+		}
+		return serr
+	}
+	var nextSource atomic.Uint32
 	tr := &http.Transport{
 		DialContext:         dialer.DialContext,
 		MaxIdleConns:        c.HTTPConns * max(1, len(c.URLs)),
@@ -73,11 +77,13 @@ func newClient(c *Config) *client {
 	// WebSocket handshakes get their own transport: their connections are
 	// taken over by the socket and never return to a pool.
 	wsDial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := wsDialer.DialContext(ctx, network, addr)
+		d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: control,
+			LocalAddr: sourceAddr(addr, c.SourceAddrs, &nextSource)}
+		conn, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return strictEOFConn{c}, nil
+		return strictEOFConn{conn}, nil
 	}
 	wsTr := &http.Transport{DialContext: wsDial, DisableKeepAlives: true, DisableCompression: true}
 	cl := &client{
@@ -97,6 +103,31 @@ func newClient(c *Config) *client {
 		cl.wsURLs = append(cl.wsURLs, ws+"/api/events/"+url.PathEscape(c.Event)+"/ws")
 	}
 	return cl
+}
+
+// sourceAddr returns the local address of the next fan socket to addr: for
+// a server on an IPv4 loopback address, one of n source addresses
+// 127.0.1.1 … 127.0.1.n in turn; otherwise (or with n = 0) nil, the
+// kernel's choice. Real fans come from many addresses. From one, every
+// socket to the server's port needs its own local port, and once the
+// even half of the ephemeral range (connect's first choice, ~14,000 ports
+// here) is taken, each connect() walks all of it: 1.8 ms of kernel CPU per
+// socket, against 35 µs spread over 32 addresses (PERFORMANCE.md, tenth
+// round).
+func sourceAddr(addr string, n int, next *atomic.Uint32) net.Addr {
+	if n <= 0 || !spreadSources {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host).To4()
+	if ip == nil || !ip.IsLoopback() {
+		return nil
+	}
+	i := next.Add(1) % uint32(n)
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i))}
 }
 
 // strictEOFConn is a fan socket's connection, whose end is an error to

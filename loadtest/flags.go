@@ -39,6 +39,7 @@ type Config struct {
 	ProbeEvery  time.Duration // drop, idle: time between two probe seat changes
 	Procs       int           // worker processes (0: one per 15,000 sockets)
 	HTTPConns   int           // HTTP connections (and requests in flight) per process
+	SourceAddrs int           // fan sockets to a loopback server come from this many addresses
 	JSON        bool          // print the result as one JSON object on stdout
 	ServerPIDs  []int         // read RSS and CPU of these processes (one per URL, same order) from /proc
 	PushEvery   time.Duration // drop, idle: the server's PUSH_INTERVAL (the map check waits 2× this + 1 s)
@@ -55,7 +56,7 @@ func defaultConfig() Config {
 		Fans: 200, JoinRate: 100, Duration: 20 * time.Second,
 		HoldMin: 1, HoldMax: 4, Abandon: 0.1, Decline: 0.1, Think: 200 * time.Millisecond,
 		Concurrency: 16, MaxPerFan: 6, FanRate: 4, Buyers: 2, ProbeEvery: 500 * time.Millisecond,
-		HTTPConns: 256, PushEvery: 100 * time.Millisecond,
+		HTTPConns: 256, SourceAddrs: 32, PushEvery: 100 * time.Millisecond,
 	}
 }
 
@@ -155,6 +156,7 @@ func parseFlags(args []string, getenv func(string) string, stdout, stderr io.Wri
 	fs.DurationVar(&c.ProbeEvery, "probe-interval", c.ProbeEvery, "drop, idle: time between two seat changes of the probe fan")
 	fs.IntVar(&c.Procs, "procs", c.Procs, "worker processes (re-executions of this binary); 0: one per 15000 fans")
 	fs.IntVar(&c.HTTPConns, "http-conns", c.HTTPConns, "HTTP connections, and so requests in flight, per process")
+	fs.IntVar(&c.SourceAddrs, "source-addrs", c.SourceAddrs, "fan sockets to a server on an IPv4 loopback address come from this many local addresses, 127.0.1.1 onwards, as real fans come from many (Linux); 0: the kernel's choice, one address, where connect() slows to ~1.8 ms of kernel CPU per socket past ~14,000 sockets")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print the result as one JSON object on stdout")
 	fs.Var((*pidList)(&c.ServerPIDs), "server-pid", "`pid` of the server (same machine), or one per --url server, comma-separated in the same order: report RSS and CPU from /proc")
 	fs.DurationVar(&c.PushEvery, "push-interval", c.PushEvery, "drop, idle: the server's PUSH_INTERVAL; the map check waits twice this plus 1s for changes to settle")
@@ -250,6 +252,8 @@ func (c *Config) Validate() error {
 		return errors.New("--procs must be 0..64")
 	case c.HTTPConns < 1 || c.HTTPConns > 4096:
 		return errors.New("--http-conns must be 1..4096")
+	case c.SourceAddrs < 0 || c.SourceAddrs > 254:
+		return errors.New("--source-addrs must be 0..254")
 	case c.PushEvery < 0 || c.PushEvery > time.Minute:
 		return errors.New("--push-interval must be 0..1m")
 	}

@@ -23,7 +23,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 			for _, name := range []string{"url", "event", "create-event", "staff-token", "sections", "rows",
 				"seats-per-row", "price-cents", "scenario", "fans", "join-rate", "duration", "hold-min", "hold-max",
 				"abandon", "decline", "think", "concurrency", "rate", "max-seats-per-fan", "fan-rate", "buyers",
-				"probe-interval", "procs", "http-conns", "json", "server-pid", "push-interval", "seed", "quiet", "worker", "cpuprofile"} {
+				"probe-interval", "procs", "http-conns", "source-addrs", "json", "server-pid", "push-interval", "seed", "quiet", "worker", "cpuprofile"} {
 				if !strings.Contains(help, "\n  -"+name+" ") && !strings.Contains(help, "\n  -"+name+"\n") {
 					t.Errorf("--help does not document -%s", name)
 				}
@@ -53,8 +53,8 @@ func TestHelpListsAllDefinedFlags(t *testing.T) {
 			lines++
 		}
 	}
-	if lines != 32 {
-		t.Errorf("help lists %d flags, the test above checks 32: update both", lines)
+	if lines != 33 {
+		t.Errorf("help lists %d flags, the test above checks 33: update both", lines)
 	}
 }
 
@@ -87,12 +87,12 @@ func TestParseFlags(t *testing.T) {
 			args: []string{"--url", "https://h:1", "--event", "e-1", "--scenario", "checkout", "--fans", "9", "--join-rate", "3.5",
 				"--duration", "1m", "--hold-min", "2", "--hold-max", "3", "--abandon", "0.25", "--decline", "0.5", "--think", "1s",
 				"--concurrency", "7", "--rate", "100", "--max-seats-per-fan", "8", "--fan-rate", "2", "--buyers", "4",
-				"--probe-interval", "1s", "--procs", "3", "--http-conns", "10", "--json", "--server-pid", "42", "--seed", "5", "--quiet",
+				"--probe-interval", "1s", "--procs", "3", "--http-conns", "10", "--source-addrs", "0", "--json", "--server-pid", "42", "--seed", "5", "--quiet",
 				"--push-interval", "250ms"},
 			check: func(t *testing.T, c Config) {
 				want := Config{URLs: []string{"https://h:1"}, Event: "e-1", Scenario: "checkout", Fans: 9, JoinRate: 3.5, Duration: time.Minute,
 					HoldMin: 2, HoldMax: 3, Abandon: 0.25, Decline: 0.5, Think: time.Second, Concurrency: 7, Rate: 100,
-					MaxPerFan: 8, FanRate: 2, Buyers: 4, ProbeEvery: time.Second, Procs: 3, HTTPConns: 10, JSON: true,
+					MaxPerFan: 8, FanRate: 2, Buyers: 4, ProbeEvery: time.Second, Procs: 3, HTTPConns: 10, SourceAddrs: 0, JSON: true,
 					ServerPIDs: []int{42}, Seed: 5, Quiet: true, Sections: 3, Rows: 10, SeatsPerRow: 20, PriceCents: 5000,
 					PushEvery: 250 * time.Millisecond}
 				if !reflect.DeepEqual(c, want) {
@@ -146,6 +146,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "fewer pids than servers", args: []string{"--event", "e", "--url", "http://a:1,http://b:2", "--server-pid", "7"}, wantErr: "1 pid(s) for 2"},
 		{name: "more pids than servers", args: []string{"--event", "e", "--server-pid", "7,8"}, wantErr: "2 pid(s) for 1"},
 		{name: "bad pid", args: []string{"--event", "e", "--server-pid", "x"}, wantErr: "-server-pid"},
+		{name: "too many source addresses", args: []string{"--event", "e", "--source-addrs", "255"}, wantErr: "--source-addrs"},
 		{name: "negative push interval", args: []string{"--event", "e", "--push-interval", "-1s"}, wantErr: "--push-interval"},
 		{name: "bad event id", args: []string{"--event", "a b"}, wantErr: "--event"},
 		{name: "unknown scenario", args: []string{"--event", "e", "--scenario", "soak"}, wantErr: "--scenario"},

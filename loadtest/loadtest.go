@@ -28,13 +28,14 @@ import (
 )
 
 // The load generator's garbage collection. Its fans read every frame into
-// pooled buffers (a snapshot is ~220 KB). At Go's default GOGC=100 a drop
-// collects so often that the pool keeps being emptied and refilled with
-// freshly zeroed buffers: in a 20,000-fan drop bytes.growSlice took 14 % of
-// a worker's CPU, CPU the measured server shares on one machine. GOGC=400
-// halved that and cut the worker's CPU by 14 % (PERFORMANCE.md, seventh
-// round); the soft memory limit stops a process from growing past 4 GiB on
-// its account.
+// a buffer (a snapshot is ~220 KB). At Go's default GOGC=100 a drop
+// collected so often that the sync.Pool the buffers were then kept in was
+// emptied and refilled with freshly zeroed ones: in a 20,000-fan drop
+// bytes.growSlice took 14 % of a worker's CPU, CPU the measured server
+// shares on one machine. GOGC=400 halved that and cut the worker's CPU by
+// 14 % (PERFORMANCE.md, seventh round); the buffers are now kept through
+// collections (frameBufs), and fewer collections still cost less. The
+// soft memory limit stops a process from growing past 4 GiB on its account.
 const (
 	loadGenGCPercent   = 400
 	loadGenMemoryLimit = 4 << 30

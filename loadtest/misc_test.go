@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -363,5 +364,41 @@ func TestFrameBufsAreKeptThroughCollections(t *testing.T) {
 	}
 	if again := getFrameBuf(); again == huge {
 		t.Error("a buffer over maxFrameBuf was kept")
+	}
+}
+
+// Fan sockets to a loopback server come from --source-addrs addresses in
+// turn; to anything else, from the kernel's choice.
+func TestSourceAddr(t *testing.T) {
+	if !spreadSources {
+		t.Skip("fan sockets are not spread over source addresses on this system")
+	}
+	for _, tc := range []struct {
+		name string
+		addr string
+		n    int
+		want []string // "" for nil
+	}{
+		{"loopback, in turn", "127.0.0.1:8080", 3, []string{"127.0.1.2:0", "127.0.1.3:0", "127.0.1.1:0", "127.0.1.2:0"}},
+		{"another loopback address", "127.0.0.9:80", 1, []string{"127.0.1.1:0", "127.0.1.1:0"}},
+		{"the most", "127.0.0.1:80", 254, []string{"127.0.1.2:0"}},
+		{"spreading off", "127.0.0.1:8080", 0, []string{""}},
+		{"IPv6 loopback has one address", "[::1]:8080", 32, []string{""}},
+		{"not loopback", "10.1.2.3:8080", 32, []string{""}},
+		{"a name", "localhost:8080", 32, []string{""}},
+		{"no port", "127.0.0.1", 32, []string{""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var next atomic.Uint32
+			for i, want := range tc.want {
+				got := ""
+				if a := sourceAddr(tc.addr, tc.n, &next); a != nil {
+					got = a.String()
+				}
+				if got != want {
+					t.Errorf("socket %d: source %q, want %q", i, got, want)
+				}
+			}
+		})
 	}
 }
