@@ -18,12 +18,12 @@ type ReconcileReport struct {
 	FanBoughtRemoved int // seats in a buyer's fanbought set that SQL does not give them
 	HoldsDeleted     int // holds on sold seats
 
-	// Finishing counts what the pass did ahead of sales still finishing
-	// (entries added to sold:{E} and bought sets, the buyer's holds
-	// deleted): the sale has committed and its checkout is still capturing
-	// the payment before it records the sale in Redis (state committed).
-	// That is a sale in flight, not a repair; under a drop's load the gap
-	// lasts seconds. Fixed leaves it out.
+	// Finishing counts the entries added to sold:{E} and bought sets ahead
+	// of sales still finishing: the sale has committed and its checkout is
+	// still capturing the payment before it records the sale in Redis
+	// (state committed). That is a sale in flight, not a repair; under a
+	// drop's load the gap lasts seconds. Fixed leaves it out. The buyer's
+	// holds on those seats are left to the sale.
 	Finishing int
 }
 
@@ -168,30 +168,16 @@ func (s *Service) Reconcile(ctx context.Context, eventID string) (ReconcileRepor
 	}
 
 	// Holds on sold seats, deleted in one round trip. Those on seats whose
-	// sale is finishing are the buyer's own, about to go with the sale.
-	var settled, inFlight []string
+	// sale is finishing are the buyer's own, and go with the sale
+	// (soldScript).
+	settled := make([]string, 0, len(sold))
 	for _, seat := range cat.Order {
-		switch {
-		case finishing[seat]:
-			inFlight = append(inFlight, seat)
-		case sold[seat]:
+		if sold[seat] && !finishing[seat] {
 			settled = append(settled, seat)
 		}
 	}
-	// delHolds queues DELs of the holds on seats, 1,000 keys a command.
-	delHolds := func(p redis.Pipeliner, seats []string) (dels []*redis.IntCmd) {
-		for start := 0; start < len(seats); start += 1000 {
-			end := min(start+1000, len(seats))
-			keys := make([]string, 0, end-start)
-			for _, seat := range seats[start:end] {
-				keys = append(keys, holdKey(eventID, seat))
-			}
-			dels = append(dels, p.Del(ctx, keys...))
-		}
-		return dels
-	}
 
-	var settledDels, inFlightDels []*redis.IntCmd
+	var dels []*redis.IntCmd
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		if len(add) > 0 {
 			p.SAdd(ctx, soldKey(eventID), add...)
@@ -207,37 +193,39 @@ func (s *Service) Reconcile(ctx context.Context, eventID string) (ReconcileRepor
 				p.SRem(ctx, fanBoughtKey(eventID, f.fan), f.drop...)
 			}
 		}
-		settledDels = delHolds(p, settled)
-		inFlightDels = delHolds(p, inFlight)
+		for start := 0; start < len(settled); start += 1000 {
+			end := min(start+1000, len(settled))
+			keys := make([]string, 0, end-start)
+			for _, seat := range settled[start:end] {
+				keys = append(keys, holdKey(eventID, seat))
+			}
+			dels = append(dels, p.Del(ctx, keys...))
+		}
 		return nil
 	})
 	if err != nil {
 		return ReconcileReport{EventID: eventID}, unavailable("redis: repair event state", err)
 	}
-	// count adds n to repaired, or to rep.Finishing for a seat whose sale
-	// is finishing.
-	count := func(repaired *int, seat string, n int) {
-		if finishing[seat] {
-			rep.Finishing += n
+	// An entry written for a seat whose sale is finishing is not a repair.
+	count := func(repaired *int, seat any) {
+		if finishing[seat.(string)] {
+			rep.Finishing++
 		} else {
-			*repaired += n
+			*repaired++
 		}
 	}
 	for _, seat := range add {
-		count(&rep.SoldAdded, seat.(string), 1)
+		count(&rep.SoldAdded, seat)
 	}
 	rep.SoldRemoved = len(remove)
 	for _, f := range fixes {
 		for _, seat := range f.add {
-			count(&rep.FanBoughtAdded, seat.(string), 1)
+			count(&rep.FanBoughtAdded, seat)
 		}
 		rep.FanBoughtRemoved += len(f.drop)
 	}
-	for _, d := range settledDels {
+	for _, d := range dels {
 		rep.HoldsDeleted += int(d.Val())
-	}
-	for _, d := range inFlightDels {
-		rep.Finishing += int(d.Val())
 	}
 	if f := s.hook().Reconciled; f != nil {
 		for kind, n := range map[string]int{"sold_added": rep.SoldAdded, "sold_removed": rep.SoldRemoved,
